@@ -1,0 +1,57 @@
+"""The one command-line entry point: ``chromaflow <step> ...``.
+
+Each step lives in its own module, which exposes ``add_arguments(parser)`` and ``main(args) -> int``
+around one library function. This file holds no logic: it only maps step names to modules, imported
+lazily so ``chromaflow --help`` stays fast.
+
+    chromaflow prepare --source data/sample --out runs/demo/prepared
+    chromaflow stats --data runs/demo/prepared --out runs/demo/stats
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from chromaflow.logs import setup_logging
+
+# step name -> (module, one-line help). One step = one library function = one CLI command.
+STEPS: dict[str, tuple[str, str]] = {
+    "prepare": ("chromaflow.data.prepare", "ingest images into Parquet shards with a manifest"),
+    "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
+    "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips)"),
+    "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
+    "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),
+    "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
+    "serve": ("chromaflow.serve", "start / stop TorchServe with an exported archive"),
+    "pipeline": ("chromaflow.pipeline", "compile, run locally, or submit a Kubeflow pipeline"),
+    "demo": ("chromaflow.demo", "the whole main job on the committed sample, with a report"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; with ``only`` set, import just that step's module (fast dispatch)."""
+    parser = argparse.ArgumentParser(prog="chromaflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    for name, (module, help_) in STEPS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if only is None or only == name:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    step = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=step if step in STEPS else None)
+    args = parser.parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    return int(args._main(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""One logging setup and one progress helper for every step.
+
+On a terminal, long work shows a tqdm bar; elsewhere (Kubeflow pod logs, CI) it emits a log
+line every ``every_s`` seconds instead, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("chromaflow")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Configure the ``chromaflow`` logger once (idempotent)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+
+
+def progress(it: Iterable[T], *, total: int | None = None, desc: str = "", every_s: float = 30.0) -> Iterator[T]:
+    """Yield from ``it`` with a tqdm bar on a TTY, or periodic log lines otherwise."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(it, total=total, desc=desc)
+        return
+    start = last = time.monotonic()
+    n = 0
+    for n, item in enumerate(it, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            of = f"/{total}" if total else ""
+            log.info("%s: %d%s done, %.1f/s", desc, n, of, n / (now - start))
+    log.info("%s: %d done in %.1fs", desc, n, time.monotonic() - start)
