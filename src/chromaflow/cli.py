@@ -31,13 +31,13 @@ STEPS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """Build the parser; with ``only`` set, import just that step's module (fast dispatch)."""
+    """Build the parser, importing only the module of step ``only`` (none for the top-level help)."""
     parser = argparse.ArgumentParser(prog="chromaflow", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for name, (module, help_) in STEPS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        if only is None or only == name:
+        if only == name:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
             p.set_defaults(_main=mod.main)
