@@ -22,6 +22,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
     "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
+    "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
     "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),
     "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
     "serve": ("chromaflow.serve", "start / stop TorchServe with an exported archive"),
