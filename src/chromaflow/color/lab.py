@@ -1,0 +1,147 @@
+"""sRGB <-> CIE Lab (D65, 2-degree observer) in torch: batched, device-agnostic, differentiable.
+
+The formulas and constants are those of scikit-image's ``rgb2lab`` / ``lab2rgb`` (sRGB IEC 61966-2-1
+transfer curve, the sRGB->XYZ matrix of ``skimage.color.colorconv.xyz_from_rgb``, white point
+(0.95047, 1, 1.08883), CIE f(t) with the 0.008856 / 7.787 linear segment), so results agree with
+skimage to ~1e-10 in float64 (tested exhaustively over all 2^24 uint8 colours).
+
+uint8 input takes a fast path: the sRGB linearization is a 256-entry lookup table (computed once per
+device/dtype in float64, then cast), which replaces the pow() over every pixel.
+
+Example::
+
+    >>> import torch
+    >>> from chromaflow.color import rgb_to_lab, lab_to_rgb
+    >>> rgb = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
+    >>> lab = rgb_to_lab(rgb)                  # float32, L in [0, 100], ab in about [-110, 110]
+    >>> back = (lab_to_rgb(lab) * 255).round().to(torch.uint8)
+    >>> bool((back == rgb).all())
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["rgb_to_lab", "lab_to_rgb", "RgbToLab", "LabToRgb", "srgb_to_linear", "linear_to_srgb"]
+
+# sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb; its inverse is computed, as skimage does.
+_XYZ_FROM_RGB = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ],
+    dtype=np.float64,
+)
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)  # CIE D65, 2-degree observer
+
+_SRGB_THRESH = 0.04045  # sRGB-encoded threshold of the linear segment
+_LINEAR_THRESH = 0.0031308  # linear-light threshold of the linear segment
+_LAB_EPS = 0.008856  # (6/29)^3 as rounded by skimage
+_LAB_KAPPA = 7.787  # slope of f(t) below _LAB_EPS, as in skimage
+_LAB_DELTA_INV = 0.2068966  # 6/29: threshold of f^-1
+
+
+def _check_image(x: object, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"{name}: expected shape (*, 3, H, W), got {tuple(x.shape)}")
+    return x
+
+
+def _mix(x: Tensor, m: np.ndarray) -> Tensor:
+    """Apply a 3x3 matrix over the channel axis -3 of ``x (*, 3, H, W)``."""
+    mt = torch.as_tensor(m, dtype=x.dtype, device=x.device)
+    return torch.einsum("ij,...jhw->...ihw", mt, x)
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_lut(device: torch.device, dtype: torch.dtype) -> Tensor:
+    v = np.arange(256, dtype=np.float64) / 255.0
+    lin = np.where(v > _SRGB_THRESH, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+    return torch.as_tensor(lin, dtype=dtype, device=device)
+
+
+def srgb_to_linear(rgb: Tensor) -> Tensor:
+    """sRGB-encoded values in [0, 1] (any shape, float) -> linear light, the sRGB transfer curve."""
+    safe = torch.clamp(rgb, min=_SRGB_THRESH)  # keeps pow() and its gradient finite on the other branch
+    return torch.where(rgb > _SRGB_THRESH, ((safe + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
+def linear_to_srgb(lin: Tensor) -> Tensor:
+    """Linear light (any shape, float) -> sRGB-encoded values (not clipped)."""
+    safe = torch.clamp(lin, min=_LINEAR_THRESH)
+    return torch.where(lin > _LINEAR_THRESH, 1.055 * safe ** (1 / 2.4) - 0.055, lin * 12.92)
+
+
+def rgb_to_lab(rgb: Tensor) -> Tensor:
+    """sRGB -> CIE Lab (D65), matching ``skimage.color.rgb2lab``.
+
+    Args:
+        rgb: ``(*, 3, H, W)``; uint8 in [0, 255] (fast lookup-table path) or float in [0, 1].
+    Returns:
+        ``(*, 3, H, W)`` Lab: L in [0, 100], a in about [-86, 98], b in about [-108, 95] for sRGB input.
+        float32 for uint8 input, else the input's float dtype. Differentiable for float input.
+    """
+    _check_image(rgb, "rgb")
+    if rgb.dtype == torch.uint8:
+        lin = _srgb_lut(rgb.device, torch.float32)[rgb.long()]
+    elif rgb.is_floating_point():
+        lin = srgb_to_linear(rgb)
+    else:
+        raise TypeError(f"rgb: expected uint8 or a floating dtype, got {rgb.dtype}")
+    xyz = _mix(lin, _XYZ_FROM_RGB / _WHITE_D65[:, None])  # white point folded into the matrix rows
+    safe = torch.clamp(xyz, min=_LAB_EPS)
+    f = torch.where(xyz > _LAB_EPS, safe.pow(1.0 / 3.0), _LAB_KAPPA * xyz + 16.0 / 116.0)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
+
+
+def lab_to_rgb(lab: Tensor, clip: bool = True) -> Tensor:
+    """CIE Lab (D65) -> sRGB, matching ``skimage.color.lab2rgb``.
+
+    Args:
+        lab: ``(*, 3, H, W)`` float, L in [0, 100], ab in about [-110, 110].
+        clip: clip the result to [0, 1] (as skimage always does). Either way, like skimage, a negative
+            Z (an impossible colour) is set to 0 before the XYZ->RGB step.
+    Returns:
+        ``(*, 3, H, W)`` float RGB (in [0, 1] when ``clip``), same dtype as ``lab``. Differentiable.
+    """
+    _check_image(lab, "lab")
+    if not lab.is_floating_point():
+        raise TypeError(f"lab: expected a floating dtype, got {lab.dtype}")
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16.0) / 116.0
+    fx = a / 500.0 + fy
+    fz = torch.clamp(fy - b / 200.0, min=0.0)
+    f = torch.stack((fx, fy, fz), dim=-3)
+    safe = torch.clamp(f, min=_LAB_DELTA_INV)
+    xyz = torch.where(f > _LAB_DELTA_INV, safe**3, (f - 16.0 / 116.0) / _LAB_KAPPA)
+    lin = _mix(xyz, _RGB_FROM_XYZ * _WHITE_D65[None, :])
+    rgb = linear_to_srgb(lin)
+    return rgb.clamp(0.0, 1.0) if clip else rgb
+
+
+class RgbToLab(nn.Module):
+    """Module twin of :func:`rgb_to_lab`: ``(*, 3, H, W)`` sRGB -> Lab."""
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        return rgb_to_lab(rgb)
+
+
+class LabToRgb(nn.Module):
+    """Module twin of :func:`lab_to_rgb`: ``(*, 3, H, W)`` Lab -> sRGB in [0, 1] (when ``clip``)."""
+
+    def __init__(self, clip: bool = True) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, lab: Tensor) -> Tensor:
+        return lab_to_rgb(lab, clip=self.clip)
