@@ -1,0 +1,268 @@
+"""``chromaflow export``: a TorchServe ``.mar`` from a registered model (or a local weights file).
+
+    chromaflow export --model models:/colorizer@champion --out runs/export
+    chromaflow export --weights runs/demo/train/model.safetensors --name colorizer --out runs/export
+
+The archive holds only data and the thin handler, never a pickled model object:
+
+    model.safetensors        state_dict + config + Lab contract (chromaflow.models.save_weights)
+    chromaflow_model.json    name, version, model URI, weights sha256, config, contract, lineage tags
+    model-config.yaml        TorchServe batching settings + the handler's settings (serving/model-config.yaml)
+    colorize_handler.py      the TorchServe adapter (serving/colorize_handler.py) over chromaflow.serving
+
+The serving environment must have chromaflow installed (the Docker image does); the archive records the
+chromaflow version it was built with. Beside the archive, ``<name>.json`` repeats ``chromaflow_model.json``
+plus the archive's sha256. Re-running with the same inputs is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import chromaflow
+from chromaflow.io import atomic_path, read_json, write_json
+from chromaflow.models import read_config, sha256_file
+from chromaflow.serving.service import ARCHIVE_META, ServiceConfig
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[3]
+SERVING_DIR = REPO / "serving"  # handler + model config templates (the repo's serving/ folder)
+HANDLER = "colorize_handler.py"
+MODEL_CONFIG = "model-config.yaml"
+WEIGHTS = "model.safetensors"
+DEFAULT_NAME = "colorizer"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # what torch-model-archiver accepts
+
+
+def _sha256(path: Path) -> str:
+    return sha256_file(path)
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` or ``obj.key`` (version info may be a dict or an MLflow ``ModelVersion``)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _from_registry(model_uri: str, tracking_uri: str | None, weights_out: Path) -> dict[str, Any]:
+    """Load ``models:/name@alias`` (or ``/version``), write its weights, return name/version/lineage."""
+    from chromaflow.models import save_weights
+    from chromaflow.tracking import load_registered
+
+    kwargs = {}
+    if tracking_uri and "tracking_uri" in inspect.signature(load_registered).parameters:
+        kwargs["tracking_uri"] = tracking_uri
+        env = contextlib.nullcontext()
+    else:
+        env = _env("MLFLOW_TRACKING_URI", tracking_uri)
+    with env:
+        model, info = load_registered(model_uri, **kwargs)
+    save_weights(model, weights_out)
+    tags = dict(_get(info, "tags", None) or {})
+    name = _get(info, "name") or model_uri[len("models:/") :].split("@")[0].split("/")[0]
+    return {
+        "name": str(name),
+        "version": str(_get(info, "version", "0")),
+        "run_id": _get(info, "run_id"),
+        "aliases": list(_get(info, "aliases", None) or []),
+        "registry_weights_sha256": _get(info, "weights_sha256"),
+        "lineage": {k: str(v) for k, v in tags.items() if k.startswith("chromaflow.")},
+    }
+
+
+@contextlib.contextmanager
+def _env(key: str, value: str | None):
+    old = os.environ.get(key)
+    if value is not None:
+        os.environ[key] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _model_config(batch_size: int | None, max_batch_delay_ms: int | None, handler: Mapping[str, Any] | None) -> dict:
+    """serving/model-config.yaml with overrides; the handler section is validated here, not at serve time."""
+    cfg = yaml.safe_load((SERVING_DIR / MODEL_CONFIG).read_text(encoding="utf-8"))
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"export_mar: batch_size must be >= 1, got {batch_size}")
+        cfg["batchSize"] = int(batch_size)
+    if max_batch_delay_ms is not None:
+        if max_batch_delay_ms < 0:
+            raise ValueError(f"export_mar: max_batch_delay_ms must be >= 0, got {max_batch_delay_ms}")
+        cfg["maxBatchDelay"] = int(max_batch_delay_ms)
+    cfg["handler"] = {**(cfg.get("handler") or {}), **dict(handler or {})}
+    ServiceConfig.from_mapping(cfg["handler"])  # raises on unknown keys / bad values
+    return cfg
+
+
+def export_mar(
+    model_uri: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    tracking_uri: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    batch_size: int | None = None,
+    max_batch_delay_ms: int | None = None,
+    handler_config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Build ``<out_dir>/<name>.mar`` and ``<out_dir>/<name>.json``; return the archive's path.
+
+    Args:
+        model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (MLflow registry, via
+            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` file.
+        tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
+        name: model name in TorchServe (default: the registered name, or ``colorizer`` for a file).
+        version: archive version (default: the registry version, or ``0`` for a file).
+        batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
+        handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads).
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the input and the reason.
+    """
+    out_dir = Path(out_dir)
+    uri = os.fspath(model_uri)
+    cfg = _model_config(batch_size, max_batch_delay_ms, handler_config)
+    with tempfile.TemporaryDirectory(prefix="chromaflow-export-") as tmp:
+        stage = Path(tmp)
+        weights = stage / WEIGHTS
+        if uri.startswith("models:/"):
+            info = _from_registry(uri, tracking_uri, weights)
+        else:
+            src = Path(uri)
+            if not src.is_file():
+                raise FileNotFoundError(f"export_mar: weights {src}: no such file (or pass a models:/ URI)")
+            read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
+            weights.write_bytes(src.read_bytes())
+            info = {"name": DEFAULT_NAME, "version": "0", "run_id": None, "aliases": [], "lineage": {}}
+            info["registry_weights_sha256"] = None
+            uri = str(src.resolve())
+        name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", info["name"])
+        if not NAME_RE.match(name):
+            raise ValueError(f"export_mar: name {name!r} must match {NAME_RE.pattern}")
+        config = read_config(weights)
+        meta = {
+            "name": name,
+            "version": str(version or info["version"]),
+            "model_uri": uri,
+            "registered_name": info["name"] if uri.startswith("models:/") else None,
+            "run_id": info["run_id"],
+            "aliases": info["aliases"],
+            "registry_weights_sha256": info["registry_weights_sha256"],
+            "lineage": info["lineage"],
+            "weights": WEIGHTS,
+            "sha256": _sha256(weights),
+            "config": config,
+            "contract": config["contract"],
+            "model_config": cfg,
+            "chromaflow_version": chromaflow.__version__,
+        }
+        mar, sidecar = out_dir / f"{name}.mar", out_dir / f"{name}.json"
+        if _up_to_date(mar, sidecar, meta):
+            log.info("export: %s is up to date (weights sha256 %s)", mar, meta["sha256"][:12])
+            return mar
+        (stage / ARCHIVE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (stage / MODEL_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        built = _archive(stage, name, meta["version"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(mar) as tmp_mar:
+            os.replace(built, tmp_mar)
+    write_json(sidecar, {**meta, "archive": mar.name, "archive_sha256": _sha256(mar)})
+    log.info("export: wrote %s (version %s, weights sha256 %s)", mar, meta["version"], meta["sha256"][:12])
+    return mar
+
+
+def _up_to_date(mar: Path, sidecar: Path, meta: dict[str, Any]) -> bool:
+    if not (mar.is_file() and sidecar.is_file()):
+        return False
+    try:
+        old = read_json(sidecar)
+    except (OSError, ValueError):
+        return False
+    same = {k: old.get(k) for k in meta} == json.loads(json.dumps(meta, default=str))
+    return same and old.get("archive_sha256") == _sha256(mar)
+
+
+def _archive(stage: Path, name: str, version: str) -> Path:
+    """Run torch-model-archiver on the staged files (private TMPDIR: it stages under $TMPDIR/<name>)."""
+    export_dir = stage / "out"
+    export_dir.mkdir()
+    private_tmp = stage / "tmp"
+    private_tmp.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "model_archiver.model_packaging",
+        "--model-name",
+        name,
+        "--version",
+        version,
+        "--serialized-file",
+        str(stage / WEIGHTS),
+        "--handler",
+        str(SERVING_DIR / HANDLER),
+        "--extra-files",
+        str(stage / ARCHIVE_META),
+        "--config-file",
+        str(stage / MODEL_CONFIG),
+        "--export-path",
+        str(export_dir),
+    ]
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    built = export_dir / f"{name}.mar"
+    if proc.returncode != 0 or not built.is_file():
+        raise RuntimeError(
+            f"export_mar: torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        )
+    return built
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="registered model URI, e.g. models:/colorizer@champion")
+    src.add_argument("--weights", type=Path, help="a local weights file (chromaflow save_weights), no registry")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    parser.add_argument("--name", default=None, help="model name in TorchServe (default: the registered name)")
+    parser.add_argument("--version", default=None, help="archive version (default: the registry version)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override batchSize of serving/model-config.yaml")
+    parser.add_argument("--max-batch-delay", type=int, default=None, help="override maxBatchDelay (ms)")
+    parser.add_argument("--max-pixels", type=int, default=None, help="largest accepted image (W*H); 413 above")
+
+
+def main(args: argparse.Namespace) -> int:
+    handler = {"max_pixels": args.max_pixels} if args.max_pixels else None
+    mar = export_mar(
+        args.model or args.weights,
+        args.out,
+        tracking_uri=args.tracking_uri,
+        name=args.name,
+        version=args.version,
+        batch_size=args.batch_size,
+        max_batch_delay_ms=args.max_batch_delay,
+        handler_config=handler,
+    )
+    print(mar)
+    return 0

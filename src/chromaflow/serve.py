@@ -1,0 +1,395 @@
+"""``chromaflow serve``: start / stop TorchServe with an exported archive, everything under one run directory.
+
+    chromaflow serve --mar runs/export/colorizer.mar --run-dir runs/serve          # 8080 / 8081 / 8082
+    curl -H "Authorization: Bearer $(jq -r .inference.key runs/serve/key_file.json)" \\
+         -H "Content-Type: image/jpeg" --data-binary @data/sample/kodim01.jpg \\
+         http://127.0.0.1:8080/predictions/colorizer -o out.png
+    chromaflow serve --stop --run-dir runs/serve
+
+    >>> with start_server("runs/export/colorizer.mar", "runs/serve-test") as srv:   # free loopback ports
+    ...     requests.post(srv.predict_url, data=png, headers=srv.auth_headers("image/png"))
+
+The Java frontend is launched directly (not through the ``torchserve`` script, whose pid file in /tmp
+allows one server per machine), with cwd = the run directory, LOG_LOCATION / METRICS_LOCATION pointing
+into it, and the config rendered from ``serving/config.properties``. The settings that make the server
+safe (token auth, management on loopback, no model API, no env overrides) are checked before start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from chromaflow.io import read_json, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_TEMPLATE = REPO / "serving" / "config.properties"
+STATE = "server.json"  # in the run dir: pid, urls, model name
+KEY_FILE = "key_file.json"  # written by TorchServe in its cwd (the run dir)
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+USER_PORTS = (8080, 8081, 8082)
+MAIN_CLASS = "org.pytorch.serve.ModelServer"
+
+
+class ServeError(RuntimeError):
+    """TorchServe could not be started, was misconfigured, or did not become healthy."""
+
+
+def read_properties(text: str) -> dict[str, str]:
+    """Parse a ``.properties`` file (``key=value`` lines, ``#`` comments, ``\\`` continuations, ``\\\\`` escapes)."""
+    props: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        while line.endswith("\\") and not line.endswith("\\\\"):
+            line = line[:-1] + next(lines, "").strip()
+        key, _, value = line.partition("=")
+        props[key.strip()] = value.strip().replace("\\\\", "\\")
+    return props
+
+
+def write_properties(props: dict[str, str]) -> str:
+    return "".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items())
+
+
+def check_secure(props: dict[str, str]) -> None:
+    """Raise :class:`ServeError` listing every weakened security setting in ``props``."""
+    problems = []
+    if props.get("disable_token_authorization", "false").lower() != "false":
+        problems.append("disable_token_authorization must be false (token authorization on)")
+    if props.get("enable_model_api", "false").lower() != "false":
+        problems.append("enable_model_api must be false (no model registration over the network)")
+    if props.get("enable_envvars_config", "false").lower() != "false":
+        problems.append("enable_envvars_config must be false (the environment must not override this config)")
+    host = urlparse(props.get("management_address", "")).hostname
+    if host not in {h.strip("[]") for h in LOOPBACK}:
+        problems.append(f"management_address must be on loopback, got {props.get('management_address')!r}")
+    if not props.get("allowed_urls", "").startswith("file://"):
+        problems.append("allowed_urls must be restricted to the local model store (file://...)")
+    for key in ("max_request_size", "max_response_size"):
+        if not props.get(key, "").isdigit():
+            problems.append(f"{key} must be set to a number of bytes")
+    if problems:
+        raise ServeError("insecure TorchServe config: " + "; ".join(problems))
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker_port() -> int:
+    """A base port for TorchServe's worker sockets (/tmp/.ts.sock.<port>) that no other server uses."""
+    for _ in range(100):
+        p = free_port()
+        if p < 65000 and not any(Path(f"/tmp/.ts.sock.{p + i}").exists() for i in range(8)):
+            return p
+    raise ServeError("no free worker socket port found")
+
+
+@dataclass
+class Server:
+    """A running TorchServe (see :func:`start_server`); a context manager that stops it on exit."""
+
+    run_dir: Path
+    pid: int
+    model_name: str
+    inference_url: str
+    management_url: str
+    metrics_url: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def key_file(self) -> Path:
+        return self.run_dir / KEY_FILE
+
+    def _keys(self) -> dict[str, Any]:
+        return json.loads(self.key_file.read_text(encoding="utf-8"))
+
+    @property
+    def token(self) -> str:
+        """The inference key (``Authorization: Bearer <token>``)."""
+        return str(self._keys()["inference"]["key"])
+
+    @property
+    def management_token(self) -> str:
+        return str(self._keys()["management"]["key"])
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.inference_url}/predictions/{self.model_name}"
+
+    def auth_headers(self, content_type: str | None = None) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {self.token}"}
+        if content_type:
+            h["Content-Type"] = content_type
+        return h
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop TorchServe (SIGTERM to its process group, SIGKILL after ``timeout_s``) and remove its keys."""
+        _terminate(self.pid, self.process, timeout_s)
+        for name in (STATE, KEY_FILE):
+            (self.run_dir / name).unlink(missing_ok=True)
+        log.info("TorchServe (pid %d) stopped", self.pid)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return MAIN_CLASS.encode() in cmdline
+
+
+def _terminate(pid: int, process: subprocess.Popen | None, timeout_s: float) -> None:
+    if not _alive(pid):
+        return
+    try:
+        pgid = os.getpgid(pid)
+    except OSError:
+        return
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        if process is None and not _alive(pid):
+            break
+        time.sleep(0.2)
+    else:
+        log.warning("TorchServe (pid %d) did not stop in %.0fs; killing it", pid, timeout_s)
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    if process is not None:
+        process.wait(timeout=30)
+    with contextlib.suppress(OSError):  # worker processes left in the group
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _get(url: str, token: str | None, timeout: float = 5.0) -> tuple[int, str]:
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = requests.get(url, headers=headers, timeout=timeout)
+    except requests.RequestException:
+        return 0, ""
+    return r.status_code, r.text
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def start_server(
+    mar: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    model_name: str | None = None,
+    inference_port: int = 0,
+    management_port: int = 0,
+    metrics_port: int = 0,
+    config: str | os.PathLike | None = None,
+    timeout_s: float = 180.0,
+    java: str | None = None,
+) -> Server:
+    """Start TorchServe serving ``mar``; return once the model's worker is ready.
+
+    Args:
+        mar: an archive from ``chromaflow export`` (copied into ``<run_dir>/model-store``).
+        run_dir: cwd of the server: its config, logs (``logs/``), keys (``key_file.json``), ``server.json``.
+        model_name: the name in URLs (default: the archive's file stem).
+        inference_port, management_port, metrics_port: 0 picks a free loopback port.
+        config: the config template (default: ``serving/config.properties``); security settings are enforced.
+        timeout_s: how long to wait for a healthy server.
+
+    Raises :class:`ServeError` (with the tail of the server's log) when it does not come up.
+    """
+    mar = Path(mar).resolve()
+    if not mar.is_file() or mar.suffix != ".mar":
+        raise FileNotFoundError(f"start_server: archive {mar}: no such .mar file")
+    run_dir = Path(run_dir).resolve()
+    state = run_dir / STATE
+    if state.is_file() and _alive(int(read_json(state).get("pid", -1))):
+        raise ServeError(f"start_server: a server from {run_dir} is still running; stop it first")
+    template = Path(config or CONFIG_TEMPLATE)
+    if not template.is_file():
+        raise FileNotFoundError(f"start_server: config template {template}: no such file")
+    java = java or (os.path.join(os.environ["JAVA_HOME"], "bin", "java") if "JAVA_HOME" in os.environ else "java")
+    if shutil.which(java) is None:
+        raise ServeError(f"start_server: {java!r} not found: TorchServe needs Java 17 (set JAVA_HOME)")
+    import ts
+
+    model_name = model_name or mar.stem
+    store = run_dir / "model-store"
+    store.mkdir(parents=True, exist_ok=True)
+    (store / mar.name).unlink(missing_ok=True)
+    shutil.copy2(mar, store / mar.name)
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+
+    props = read_properties(template.read_text(encoding="utf-8"))
+    ports = {
+        "inference_address": inference_port or free_port(),
+        "management_address": management_port or free_port(),
+        "metrics_address": metrics_port or free_port(),
+    }
+    for key, port in ports.items():
+        host = urlparse(props.get(key, "http://127.0.0.1")).hostname or "127.0.0.1"
+        props[key] = f"http://{host}:{port}"
+    props["grpc_inference_port"] = str(free_port())
+    props["grpc_management_port"] = str(free_port())
+    props["initial_worker_port"] = str(_worker_port())
+    props["model_store"] = str(store)
+    props["allowed_urls"] = f"file://{store}/.*"
+    props["load_models"] = f"{model_name}={mar.name}"
+    check_secure(props)
+    conf = run_dir / "config.properties"
+    write_text(conf, write_properties(props))
+
+    ts_home = Path(ts.__file__).resolve().parents[1]
+    cmd = [java, f"-Dmodel_server_home={ts_home}", "-cp", f".:{ts_home / 'ts' / 'frontend' / '*'}", MAIN_CLASS]
+    cmd += ["--python", sys.executable, "-f", str(conf), "-s", str(store), "-ncs"]
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    env = {**os.environ, "LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs)}
+    for var in ("TS_CONFIG_FILE", "TS_DISABLE_TOKEN_AUTHORIZATION"):
+        env.pop(var, None)
+    out = open(logs / "torchserve.out", "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+    server = Server(
+        run_dir=run_dir,
+        pid=proc.pid,
+        model_name=model_name,
+        inference_url=props["inference_address"],
+        management_url=props["management_address"],
+        metrics_url=props["metrics_address"],
+        process=proc,
+    )
+    write_json(state, {k: v for k, v in vars(server).items() if k != "process"} | {"run_dir": str(run_dir)})
+    try:
+        _wait_ready(server, timeout_s)
+    except BaseException:
+        server.stop(timeout_s=20)
+        raise
+    log.info("TorchServe ready: %s (keys in %s)", server.predict_url, server.key_file)
+    return server
+
+
+def _wait_ready(server: Server, timeout_s: float) -> None:
+    """Wait for the key file, then for the model's worker to report READY on the management API."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise ServeError(
+                f"TorchServe exited with {server.process.returncode}:\n{_tail(server.run_dir / 'logs' / 'torchserve.out')}"
+            )
+        if server.key_file.is_file():
+            try:
+                token = server.management_token
+            except (OSError, ValueError, KeyError):
+                token = None
+            if token:
+                code, text = _get(f"{server.management_url}/models/{server.model_name}", token)
+                if code == 200:
+                    try:
+                        workers = json.loads(text)[0].get("workers", [])
+                    except (ValueError, IndexError, AttributeError):
+                        workers = []
+                    if any(w.get("status") == "READY" for w in workers):
+                        return
+        time.sleep(0.5)
+    raise ServeError(
+        f"TorchServe not ready after {timeout_s:.0f}s:\n{_tail(server.run_dir / 'logs' / 'model_log.log')}"
+        f"\n{_tail(server.run_dir / 'logs' / 'torchserve.out')}"
+    )
+
+
+def stop_server(run_dir: str | os.PathLike, timeout_s: float = 60.0) -> bool:
+    """Stop the server started from ``run_dir`` (its ``server.json``); ``False`` if none was running."""
+    run_dir = Path(run_dir).resolve()
+    state = run_dir / STATE
+    if not state.is_file():
+        return False
+    s = read_json(state)
+    running = _alive(int(s["pid"]))
+    Server(
+        run_dir=run_dir,
+        pid=int(s["pid"]),
+        model_name=s["model_name"],
+        inference_url=s["inference_url"],
+        management_url=s["management_url"],
+        metrics_url=s["metrics_url"],
+    ).stop(timeout_s)
+    return running
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mar", type=Path, help="archive from `chromaflow export`")
+    parser.add_argument("--run-dir", type=Path, required=True, help="config, logs and keys go here")
+    parser.add_argument("--stop", action="store_true", help="stop the server started from --run-dir")
+    parser.add_argument("--model-name", default=None, help="name in URLs (default: the archive's stem)")
+    parser.add_argument("--port", type=int, default=USER_PORTS[0], help="inference port (0: any free)")
+    parser.add_argument("--management-port", type=int, default=USER_PORTS[1], help="management port (loopback)")
+    parser.add_argument("--metrics-port", type=int, default=USER_PORTS[2], help="metrics port")
+    parser.add_argument("--config", type=Path, default=None, help="config template (default serving/config.properties)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy server")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.stop:
+        stopped = stop_server(args.run_dir)
+        print("stopped" if stopped else f"no server running from {args.run_dir}")
+        return 0
+    if args.mar is None:
+        raise SystemExit("chromaflow serve: --mar is required (or --stop)")
+    srv = start_server(
+        args.mar,
+        args.run_dir,
+        model_name=args.model_name,
+        inference_port=args.port,
+        management_port=args.management_port,
+        metrics_port=args.metrics_port,
+        config=args.config,
+        timeout_s=args.timeout,
+    )
+    srv.process = None  # keep running after this command returns
+    print(f"inference: {srv.predict_url}")
+    print(f"key file:  {srv.key_file} (send 'Authorization: Bearer <inference.key>')")
+    print(f"metrics:   {srv.metrics_url}/metrics")
+    print(f"stop with: chromaflow serve --stop --run-dir {args.run_dir}")
+    return 0

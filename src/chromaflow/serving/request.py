@@ -1,0 +1,220 @@
+"""Requests independent of any server: decode and validate an image body and its options.
+
+A server adapter (TorchServe, or any other) turns its request into a :class:`Request`; everything
+after that is plain Python that tests call directly. Every rejection is a :class:`RequestError`
+carrying the HTTP status and a reason a client can act on; nothing here raises anything else for
+bad input.
+
+    >>> req = Request(body=open("data/sample/kodim01.jpg", "rb").read(), content_type="image/jpeg")
+    >>> img = decode_image(req, max_pixels=12_000_000)
+    >>> img.rgb.shape, img.rgb.dtype          # (3, H, W) uint8
+    (torch.Size([3, 512, 768]), torch.uint8)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}  # decodable (PIL name -> MIME)
+IMAGE_CONTENT_TYPES = frozenset({*IMAGE_FORMATS.values(), "image/jpg", "application/octet-stream"})
+JSON_CONTENT_TYPE = "application/json"
+# PIL modes we colorize; alpha is kept aside and re-attached to PNG output. Others (CMYK, I;16, F...) -> 415.
+SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "La", "RGBa"})
+OUTPUT_FORMATS = ("png", "jpeg")
+T_RANGE = (0.01, 10.0)  # accepted annealed-mean temperatures (T -> 0: mode, T = 1: mean)
+
+
+class RequestError(Exception):
+    """A client error: HTTP ``status`` (4xx), a short machine-readable ``kind`` and a human ``message``."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.status, "error": self.kind, "message": self.message}
+
+
+@dataclass
+class Request:
+    """One request as any server sees it.
+
+    ``body``: raw bytes, a ``dict`` (a JSON body some servers decode for us, with a base64 ``image``),
+    a ``str`` or ``None``; ``content_type``: of the body (``None`` when unknown); ``params``: query
+    parameters; ``headers``: request headers (looked up case-insensitively).
+    """
+
+    body: bytes | bytearray | dict | str | None
+    content_type: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((str(v) for k, v in self.headers.items() if k.lower() == name and isinstance(v, str)), None)
+
+    def option(self, name: str, header: str | None = None) -> str | None:
+        """A query parameter ``name`` (also read from a JSON body), else the header ``header``."""
+        value = self.params.get(name)
+        if value is None and isinstance(self.body, dict) and name in self.body and name != "image":
+            value = self.body[name]
+        if value is None and header is not None:
+            value = self.header(header)
+        if isinstance(value, bytes | bytearray):
+            value = value.decode("utf-8", "replace")
+        return None if value is None else str(value).strip()
+
+
+@dataclass
+class Options:
+    """Per-request options. ``T``: temperature (``None``: the model's contract T); ``output``: png|jpeg;
+    ``envelope``: ``"json"`` for a JSON answer with a base64 image, ``None`` for the raw image."""
+
+    T: float | None = None
+    output: str = "png"
+    envelope: str | None = None
+
+
+@dataclass
+class DecodedImage:
+    """``rgb``: ``(3, H, W)`` uint8 (a gray input as 3 equal channels); ``alpha``: ``(H, W)`` uint8 or ``None``;
+    ``mode`` / ``format``: the PIL mode and format of the input."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    mode: str
+    format: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[2])
+
+
+def _media_type(content_type: str | None) -> str | None:
+    return content_type.split(";", 1)[0].strip().lower() if content_type else None
+
+
+def parse_options(req: Request) -> Options:
+    """Read ``T`` (query ``T``/``temperature`` or header ``X-Chromaflow-T``), the image format (query ``output``
+    or ``format`` = png|jpeg, header ``X-Chromaflow-Output``, or ``Accept: image/jpeg``) and the JSON envelope
+    (``?format=json`` or ``Accept: application/json``). Raises :class:`RequestError` (400) on bad values."""
+    opts = Options()
+    raw_t = req.option("T", "X-Chromaflow-T") or req.option("temperature")
+    if raw_t:
+        try:
+            opts.T = float(raw_t)
+        except ValueError:
+            raise RequestError(400, "bad_option", f"option T: {raw_t!r} is not a number") from None
+        lo, hi = T_RANGE
+        if not lo <= opts.T <= hi:
+            raise RequestError(400, "bad_option", f"option T: {opts.T} is outside [{lo}, {hi}]")
+    fmt = (req.option("format") or "").lower()
+    out = (req.option("output", "X-Chromaflow-Output") or "").lower()
+    accept = (req.header("Accept") or "").lower()
+    if fmt == "json" or (not fmt and JSON_CONTENT_TYPE in accept):
+        opts.envelope = "json"
+    elif fmt:
+        out = out or fmt
+    if not out and "image/jpeg" in accept and "image/png" not in accept:
+        out = "jpeg"
+    out = {"jpg": "jpeg"}.get(out, out) or "png"
+    if out not in OUTPUT_FORMATS:
+        raise RequestError(400, "bad_option", f"option output/format: {out!r} is not one of png, jpeg, json")
+    opts.output = out
+    return opts
+
+
+def image_bytes(req: Request) -> bytes:
+    """The encoded image in ``req``: the raw body, or the base64 ``image`` field of a JSON body.
+
+    Raises :class:`RequestError`: 400 empty body / bad base64, 415 wrong content type.
+    """
+    ctype = _media_type(req.content_type)
+    body = req.body
+    if body is None or (isinstance(body, bytes | bytearray | str | dict) and len(body) == 0):
+        raise RequestError(400, "empty_body", "the request body is empty: send the image bytes as the body")
+    if isinstance(body, dict) or ctype == JSON_CONTENT_TYPE:
+        return _image_from_json(body)
+    if ctype is not None and ctype not in IMAGE_CONTENT_TYPES:
+        raise RequestError(
+            415,
+            "unsupported_content_type",
+            f"content type {ctype!r} is not accepted; send image/png, image/jpeg or image/webp "
+            "(or application/json with a base64 'image' field)",
+        )
+    if isinstance(body, str):  # a server decoded a text/* body for us; ctype was not an image type
+        body = body.encode("utf-8", "surrogateescape")
+    return bytes(body)
+
+
+def _image_from_json(body: Any) -> bytes:
+    if isinstance(body, bytes | bytearray | str):
+        import json
+
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(400, "bad_json", "the body is declared as JSON but does not parse") from None
+    if not isinstance(body, dict) or not isinstance(body.get("image"), str) or not body["image"]:
+        raise RequestError(400, "bad_json", "a JSON body must be an object with a non-empty base64 'image' field")
+    text = body["image"]
+    if text.startswith("data:") and "," in text:  # data URL
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, "bad_base64", "the JSON field 'image' is not valid base64") from None
+
+
+def decode_image(req: Request, *, max_pixels: int) -> DecodedImage:
+    """Decode and validate the image of ``req`` (PNG, JPEG or WebP; any supported mode; EXIF orientation applied).
+
+    The pixel count is checked from the header before any pixel is decoded (decompression bombs).
+    Raises :class:`RequestError`: 400 empty / not an image / truncated or corrupt, 413 too many pixels,
+    415 wrong content type / unsupported format / unsupported mode.
+    """
+    data = image_bytes(req)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RequestError(413, "too_many_pixels", f"the image header declares more than {max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise RequestError(400, "not_an_image", f"the body ({len(data)} bytes) is not a decodable image") from None
+    with im:
+        if im.format not in IMAGE_FORMATS:
+            raise RequestError(415, "unsupported_format", f"image format {im.format} is not one of PNG, JPEG, WebP")
+        w, h = im.size
+        if w * h > max_pixels:
+            raise RequestError(
+                413, "too_many_pixels", f"the image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
+            )
+        if w < 1 or h < 1:
+            raise RequestError(400, "not_an_image", f"the image is {w}x{h}: no pixels")
+        if im.mode not in SUPPORTED_MODES:
+            raise RequestError(
+                415, "unsupported_mode", f"image mode {im.mode} is not supported; use gray, RGB or RGBA (8 bit)"
+            )
+        fmt, mode = im.format, im.mode
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise RequestError(400, "truncated_image", f"the {fmt} image is truncated or corrupt ({e})") from None
+        has_alpha = "A" in im.mode or "a" in im.mode or (im.mode in ("P", "PA") and "transparency" in im.info)
+        rgba = im.convert("RGBA" if has_alpha else "RGB")
+    arr = np.asarray(rgba)  # (H, W, 3|4) uint8
+    rgb = torch.from_numpy(np.ascontiguousarray(arr[..., :3].transpose(2, 0, 1)))
+    alpha = torch.from_numpy(arr[..., 3].copy()) if has_alpha else None
+    return DecodedImage(rgb=rgb, alpha=alpha, mode=mode, format=fmt)

@@ -1,0 +1,205 @@
+"""The colorize service: a loaded model + request handling for a batch, with no server in sight.
+
+    >>> svc = ColorizeService.from_weights("runs/demo/train/model.safetensors")
+    >>> [r.status for r in svc.handle([Request(body=png_bytes, content_type="image/png")])]
+    [200]
+
+Batching: the network runs once per batch on L resized to ``size x size``, whatever the input sizes;
+each item's ab is upsampled to its own resolution and recombined with its own full-resolution L,
+so an item's output does not depend on what shares its batch (see ``tests/serving``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import chromaflow
+from chromaflow import color
+from chromaflow.serving.request import DecodedImage, Options, Request, RequestError, decode_image, parse_options
+from chromaflow.serving.response import Response, error_response, image_response
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_META = "chromaflow_model.json"  # inside a .mar: weights file name, sha256, config, lineage
+DEFAULT_MAX_PIXELS = 12_000_000  # ~ 4240 x 2830; larger images get 413
+
+
+@dataclass
+class ServiceConfig:
+    """Handler settings (the ``handler:`` section of ``serving/model-config.yaml``).
+
+    ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
+    ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave).
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    size: int = 256
+    method: str = "annealed_mean"
+    num_threads: int = 0
+
+    @classmethod
+    def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"handler config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
+        if cfg.max_pixels < 1 or cfg.size < 8:
+            raise ValueError(f"handler config: max_pixels must be >= 1 and size >= 8, got {cfg}")
+        return cfg
+
+
+def pick_device(gpu_id: int | str | None = None) -> torch.device:
+    """``cuda:<gpu_id>`` when CUDA is there, else ``mps`` when available, else ``cpu``."""
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_id or 0)}")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def colorize_batch(
+    model: nn.Module,
+    images: Sequence[torch.Tensor],
+    T: Sequence[float | None] | float | None = None,
+    *,
+    size: int = 256,
+    method: str = "annealed_mean",
+) -> list[torch.Tensor]:
+    """Colorize images of different sizes with one forward pass (same maths as ``chromaflow.models.colorize``).
+
+    Args:
+        model: eccv16-like, with ``.config["contract"]``; eval mode is set.
+        images: each ``(3, H_i, W_i)`` uint8 in [0, 255] or float in [0, 1].
+        T: one temperature, or one per image; ``None`` uses the contract's T.
+        size: L is resized (bilinear, antialiased) to ``size x size`` for the network.
+
+    Returns:
+        per image, float RGB ``(3, H_i, W_i)`` in [0, 1] on the model's device (full-resolution L,
+        predicted ab upsampled bilinearly).
+    """
+    if not images:
+        return []
+    temps = list(T) if isinstance(T, Sequence) else [T] * len(images)
+    if len(temps) != len(images):
+        raise ValueError(f"colorize_batch: {len(temps)} temperatures for {len(images)} images")
+    contract = model.config["contract"]
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    model.eval()
+    Ls, smalls = [], []
+    for i, img in enumerate(images):
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"colorize_batch: image {i} must be (3, H, W), got {tuple(img.shape)}")
+        x = img.to(device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        L = color.rgb_to_lab(x[None])[:, :1]  # (1, 1, H, W) in [0, 100]
+        Ls.append(L)
+        smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
+    pred = model(((torch.cat(smalls) - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
+    outs = []
+    for i, L in enumerate(Ls):
+        p = pred[i : i + 1]
+        if p.shape[1] == 2:  # regression head: ab / ab_norm
+            ab = p * contract["ab_norm"]
+        else:
+            t = contract["T"] if temps[i] is None else temps[i]
+            ab = color.decode_ab(p, method=method, T=t)  # (1, 2, size/4, size/4)
+        ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        outs.append(color.lab_to_rgb(torch.cat([L, ab], dim=1))[0])
+    return outs
+
+
+class ColorizeService:
+    """A colorization model behind ``handle(requests) -> responses`` (one response per request, in order)."""
+
+    def __init__(self, model: nn.Module, config: ServiceConfig | None = None, meta: Mapping[str, Any] | None = None):
+        self.model = model.eval()
+        self.config = config or ServiceConfig()
+        self.meta = dict(meta or {})
+        if self.config.num_threads > 0:
+            torch.set_num_threads(self.config.num_threads)
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | os.PathLike,
+        config: ServiceConfig | Mapping[str, Any] | None = None,
+        *,
+        expected_sha256: str | None = None,
+        device: torch.device | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> ColorizeService:
+        """Load a ``save_weights`` file (strict, hash-checked when ``expected_sha256`` is given)."""
+        from chromaflow.models import load_weights
+
+        if not isinstance(config, ServiceConfig):
+            config = ServiceConfig.from_mapping(config)
+        model = load_weights(weights, expected_sha256, device=device or pick_device())
+        return cls(model, config, meta)
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: str | os.PathLike,
+        config: ServiceConfig | Mapping[str, Any] | None = None,
+        *,
+        device: torch.device | str | None = None,
+    ) -> ColorizeService:
+        """Load from an unpacked archive (what TorchServe extracts a ``.mar`` to): ``chromaflow_model.json``
+        names the weights file and its sha256."""
+        model_dir = Path(model_dir)
+        meta_path = model_dir / ARCHIVE_META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"ColorizeService: {meta_path} missing: not an archive made by chromaflow export")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        built_with = meta.get("chromaflow_version")
+        if built_with and built_with != chromaflow.__version__:
+            log.warning("archive built with chromaflow %s, serving with %s", built_with, chromaflow.__version__)
+        return cls.from_weights(
+            model_dir / meta["weights"], config, expected_sha256=meta["sha256"], device=device, meta=meta
+        )
+
+    def handle(self, requests: Sequence[Request]) -> list[Response]:
+        """Decode and validate every request, colorize the valid ones in one batch, encode every answer.
+
+        Bad requests get their 4xx JSON error; they never fail the others in the batch.
+        """
+        responses: list[Response | None] = [None] * len(requests)
+        ok: list[tuple[int, DecodedImage, Options]] = []
+        for i, req in enumerate(requests):
+            try:
+                opts = parse_options(req)
+                ok.append((i, decode_image(req, max_pixels=self.config.max_pixels), opts))
+            except RequestError as e:
+                log.info("request %d rejected: %d %s: %s", i, e.status, e.kind, e.message)
+                responses[i] = error_response(e)
+        if ok:
+            outs = colorize_batch(
+                self.model,
+                [img.rgb for _, img, _ in ok],
+                [o.T for _, _, o in ok],
+                size=self.config.size,
+                method=self.config.method,
+            )
+            T_default = self.model.config["contract"]["T"]
+            for (i, img, opts), rgb in zip(ok, outs, strict=True):
+                meta = {"T": T_default if opts.T is None else opts.T, "model": self.model_info}
+                responses[i] = image_response(rgb, img, opts, meta)
+        return responses  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """Name and version of the served model (from the archive), for JSON answers."""
+        return {k: self.meta[k] for k in ("name", "version", "sha256") if k in self.meta}

@@ -1,0 +1,55 @@
+"""Glue between TorchServe 0.12's batch format and :mod:`chromaflow.serving` (no ``ts`` import needed).
+
+TorchServe hands a handler ``data``: one dict per request mapping parameter name -> value. The raw
+body is the parameter ``body`` (multipart form fields keep their names: ``data``, ``file``, ``image``);
+query-string parameters arrive as parameters too. Per-parameter content types and the request
+headers come from ``context.get_all_request_header(idx)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chromaflow.serving.request import Request
+from chromaflow.serving.response import Response
+
+log = logging.getLogger(__name__)
+
+BODY_KEYS = ("body", "data", "image", "file")  # where the image may be, in this order
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def request_from_torchserve(item: Mapping[str, Any] | None, headers: Mapping[str, Any] | None) -> Request:
+    """One TorchServe request (``data[idx]``, ``context.get_all_request_header(idx)``) -> :class:`Request`."""
+    item = dict(item or {})
+    headers = dict(headers or {})
+    key = next((k for k in BODY_KEYS if k in item), None)
+    body = item.pop(key) if key else None
+    ctype = None
+    if key is not None:
+        per_param = headers.get(key)
+        if isinstance(per_param, Mapping):
+            ctype = per_param.get("content-type") or None
+    plain_headers = {k: _text(v) for k, v in headers.items() if not isinstance(v, Mapping)}
+    if ctype is None:
+        ctype = next((v for k, v in plain_headers.items() if k.lower() == "content-type"), None)
+    params = {k: _text(v) for k, v in item.items() if isinstance(v, str | bytes | bytearray | int | float)}
+    return Request(body=body, content_type=ctype, params=params, headers=plain_headers)
+
+
+def handle_torchserve(service: Any, data: Sequence[Mapping[str, Any]] | None, context: Any) -> list[bytes]:
+    """Run ``service.handle`` on a TorchServe batch; set each item's status and content type on ``context``."""
+    data = list(data or [])
+    requests = [request_from_torchserve(item, context.get_all_request_header(i)) for i, item in enumerate(data)]
+    responses: list[Response] = service.handle(requests)
+    for i, r in enumerate(responses):
+        context.set_response_status(code=r.status, phrase=r.reason, idx=i)
+        context.set_response_content_type(i, r.content_type)
+    return [r.body for r in responses]
