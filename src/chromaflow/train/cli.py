@@ -1,0 +1,98 @@
+"""``chromaflow train --task NAME ...``: engine flags here, task flags from ``chromaflow.train.tasks.NAME``.
+
+chromaflow train --task colorization --data runs/demo/prepared --out runs/demo/train --steps 2000
+torchrun --nproc-per-node 2 -m chromaflow.cli train --task colorization ... # DDP
+chromaflow train --task colorization ... --resume          # continue from <out>/checkpoint.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from typing import Any
+
+from chromaflow.train import tasks
+
+log = logging.getLogger(__name__)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of :class:`chromaflow.train.engine.TrainConfig`."""
+    g = parser.add_argument_group("engine")
+    g.add_argument("--out", help="output folder (checkpoint.pt, model.safetensors, metrics.json, history.csv)")
+    g.add_argument("--steps", type=int, default=1000, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, default=16, help="GLOBAL batch per step (all processes)")
+    g.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    g.add_argument("--beta1", type=float, default=0.9)
+    g.add_argument("--beta2", type=float, default=0.99)
+    g.add_argument("--weight-decay", type=float, default=1e-3)
+    g.add_argument("--schedule", choices=("constant", "cosine", "step"), default="constant")
+    g.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    g.add_argument("--clip-grad", type=float, default=0.0, help="max grad norm (0 = off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    g.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="auto = bf16 autocast on CUDA")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on CUDA only")  # fmt: skip
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--ckpt-every", type=int, default=0, help="checkpoint every N steps (0 = at the end)")
+    g.add_argument("--log-every", type=int, default=10, help="log / MLflow every N steps")
+    g.add_argument("--val-every", type=int, default=0, help="validate every N steps (0 = at the end)")
+    g.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from PATH, or from <out>/checkpoint.pt when given without a value")  # fmt: skip
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--experiment", help="MLflow experiment to open a run in (default: log into an active run only)")
+    g.add_argument("--run-name", help="MLflow run name")
+    g.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step; resume later")
+
+
+def config_from_args(args: argparse.Namespace):
+    """``TrainConfig`` from the parsed flags."""
+    from chromaflow.train.engine import TrainConfig
+
+    if not getattr(args, "out", None):
+        raise ValueError("--out is required (the folder the run writes)")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Engine flags, ``--task``, and (once ``--task NAME`` is seen) the task's own flags."""
+    parser.add_argument("--task", required=True, help=f"training task: {', '.join(tasks.available())}")
+    add_engine_arguments(parser)
+    base = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # two-phase: find --task, add its flags, parse
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--task")
+        name = pre.parse_known_args(args)[0].task
+        if name and getattr(parser, "_chromaflow_task", None) is None:
+            tasks.load(name).add_arguments(parser.add_argument_group(f"task {name}"))
+            parser._chromaflow_task = name
+        return base(args, namespace)
+
+    parser.parse_known_args = parse_known_args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the task and the config from ``args`` and train (the library path of the step)."""
+    from chromaflow.train import distributed
+    from chromaflow.train.engine import fit
+
+    task = tasks.load(args.task).build(args)
+    try:
+        return fit(task, config_from_args(args))
+    finally:
+        distributed.cleanup()
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        metrics = run(args)
+    except (ValueError, FileNotFoundError) as e:
+        log.error("train: %s", e)
+        return 2
+    log.info("train: final loss %s", metrics.get("final_loss", metrics.get("loss")))
+    return 0

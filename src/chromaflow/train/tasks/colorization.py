@@ -1,0 +1,242 @@
+"""Automatic colorization (thesis ch. 2): L -> ab with the four losses of Table 2.1.
+
+    chromaflow train --task colorization --data runs/demo/prepared --out runs/demo/train \\
+        --loss rebalanced --width 0.25 --crop 176 --batch-size 16 --lr 3e-4 --steps 2000
+
+``--loss``: ``rebalanced`` (Ours full: soft-CE with ``v = w[q*]``, ``w = rebalance_weights(prior)``),
+``softce`` (Ours class: no rebalancing), ``l2`` (Ours L2, regression head, from scratch),
+``l2ft`` (Ours L2 ft: regression head fine-tuned from a classification model, ``--init``).
+
+Per batch, on the training device: RGB uint8 -> Lab (``color.rgb_to_lab``), the network sees
+``(L - l_cent) / l_norm``; the target ab is area-downsampled to the output resolution (H/4) as in
+the reference code, then soft-encoded (``--soft-k`` nearest bins, Gaussian sigma 5) for the class losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from chromaflow import color
+from chromaflow.color.constants import REBALANCE_LAMBDA, SOFT_K_PAPER, SOFT_SIGMA
+from chromaflow.models import create_model, load_weights, make_contract, unwrap
+from chromaflow.models.weights import load_state_strict
+from chromaflow.train.engine import Task
+from chromaflow.train.losses import classification_loss, regression_loss
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("rebalanced", "softce", "l2", "l2ft")
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack ``rgb`` uint8 ``(3, H, W)`` items into ``(B, 3, H, W)``; ids and labels stay lists."""
+    return {
+        "rgb": torch.stack([torch.as_tensor(it["rgb"]) for it in items]),
+        "id": [it.get("id") for it in items],
+        "label": [it.get("label") for it in items],
+    }
+
+
+class ColorizationTask(Task):
+    """The ch. 2 task over any dataset of ``{"rgb": uint8 (3, H, W), ...}`` items.
+
+    Args:
+        train_set, val_set: datasets (e.g. ``chromaflow.data.ShardDataset``).
+        loss: one of :data:`LOSSES`.
+        width: ``eccv16`` channel multiplier.
+        prior: ``(Q,)`` empirical ab prior (needed by ``rebalanced``); ``None`` -> ``color.load_prior()``.
+        lam: rebalancing mix with the uniform distribution (Eq. 2.4; thesis 1/2).
+        soft_k, soft_sigma: soft-encoding neighbours and kernel (thesis: 5 and 5; reference code: 10).
+        init: weights to start from (required by ``l2ft``: a classification model; its head is dropped).
+        data: the data path, for lineage only.
+    """
+
+    name = "colorization"
+
+    def __init__(
+        self,
+        train_set: Dataset,
+        val_set: Dataset | None = None,
+        *,
+        loss: str = "rebalanced",
+        width: float = 0.25,
+        prior: np.ndarray | torch.Tensor | None = None,
+        lam: float = REBALANCE_LAMBDA,
+        soft_k: int = SOFT_K_PAPER,
+        soft_sigma: float = SOFT_SIGMA,
+        init: str | None = None,
+        data: str | None = None,
+    ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}, got {loss!r}")
+        if loss == "l2ft" and not init:
+            raise ValueError("--loss l2ft fine-tunes a classification model: give its weights with --init")
+        if init and not Path(init).is_file():
+            raise FileNotFoundError(f"--init: {init} does not exist")
+        if not 1 <= soft_k <= 313:
+            raise ValueError(f"--soft-k must be in [1, 313], got {soft_k}")
+        self.train_set, self.val_set = train_set, val_set
+        self.loss_kind, self.width, self.lam = loss, width, lam
+        self.soft_k, self.soft_sigma, self.init, self.data = soft_k, soft_sigma, init, data
+        self.head = "regression" if loss in ("l2", "l2ft") else "class"
+        self.contract = make_contract()
+        self.class_weights: torch.Tensor | None = None
+        if loss == "rebalanced":
+            p = color.load_prior() if prior is None else prior
+            self.class_weights = torch.as_tensor(
+                np.asarray(color.rebalance_weights(torch.as_tensor(np.asarray(p)), lam=lam)), dtype=torch.float32
+            )
+
+    # -- engine hooks ---------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        model = create_model("eccv16", width=self.width, head=self.head)
+        if self.init:
+            self._load_init(model)
+        return model
+
+    def _load_init(self, model: nn.Module) -> None:
+        src = load_weights(self.init, contract=self.contract)
+        state = src.state_dict()
+        if src.config["kwargs"].get("head") != self.head:  # class -> regression: keep the new head
+            own = model.state_dict()
+            state = {k: (own[k] if k.startswith("head.") else v) for k, v in state.items()}
+            log.info(
+                "init from %s: all layers but the head (%s -> %s)", self.init, src.config["kwargs"]["head"], self.head
+            )
+        load_state_strict(model, state, source=str(self.init))
+
+    def train_dataset(self) -> Dataset:
+        return self.train_set
+
+    def val_dataset(self) -> Dataset | None:
+        return self.val_set
+
+    def collate(self, items: list[Any]) -> dict[str, Any]:
+        return collate(items)
+
+    def _targets(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(B, 3, H, W)`` -> normalized L ``(B, 1, H, W)`` and ab ``(B, 2, H, W)`` (float32)."""
+        with torch.autocast(rgb.device.type, enabled=False):
+            lab = color.rgb_to_lab(rgb)
+        c = self.contract
+        return (lab[:, :1] - c["l_cent"]) / c["l_norm"], lab[:, 1:]
+
+    def _forward(self, model: nn.Module, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        l_in, ab = self._targets(rgb)
+        out = model(l_in)  # (B, Q|2, H/4, W/4), maybe bf16
+        with torch.autocast(rgb.device.type, enabled=False):
+            out = out.float()
+            ab_small = F.interpolate(ab, size=out.shape[-2:], mode="area")  # (B, 2, H/4, W/4)
+            if self.head == "class":
+                idx, w = color.encode_soft(ab_small, k=self.soft_k, sigma=self.soft_sigma)
+                loss = classification_loss(out, idx, w, self.class_weights)
+            else:
+                loss = regression_loss(out, ab_small / self.contract["ab_norm"])
+        return loss, out, ab_small
+
+    def loss(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, _, _ = self._forward(model, batch["rgb"])
+        return loss, {}
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+        """Mean val loss and the RMS ab error (ab units) of the point estimate at H/4 (annealed mean)."""
+        T = unwrap(model).config["contract"]["T"]
+        tot_loss, tot_sq, n_batches, n_px = 0.0, 0.0, 0, 0
+        for batch in loader:
+            rgb = batch["rgb"].to(device)
+            loss, out, ab_small = self._forward(model, rgb)
+            with torch.autocast(device.type, enabled=False):
+                pred = color.decode_ab(out, T=T) if self.head == "class" else out * self.contract["ab_norm"]
+                tot_sq += float((pred - ab_small).pow(2).sum(1).sum())
+            tot_loss, n_batches, n_px = tot_loss + float(loss), n_batches + 1, n_px + ab_small[:, 0].numel()
+        return {"val_loss": tot_loss / max(n_batches, 1), "val_ab_rmse": (tot_sq / max(n_px, 1)) ** 0.5}
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss_kind,
+            "width": self.width,
+            "head": self.head,
+            "lam": self.lam,
+            "soft_k": self.soft_k,
+            "soft_sigma": self.soft_sigma,
+            "init": self.init,
+            "data": self.data,
+            "n_train": len(self.train_set),
+            "prior_sha": None if self.class_weights is None else _digest(self.class_weights),
+        }
+
+    def data_path(self) -> str | None:
+        return self.data
+
+
+def _digest(t: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16]
+
+
+# -- step plumbing ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The task's own flags (the engine's --out/--steps/--batch-size/--lr/--seed/--resume are added by train/cli)."""
+    parser.add_argument("--data", help="prepared data folder (output of `chromaflow prepare`)")
+    parser.add_argument("--loss", choices=LOSSES, default="rebalanced", help="Table 2.1 row (default: rebalanced)")
+    parser.add_argument("--width", type=float, default=0.25, help="eccv16 channel multiplier (1 = thesis)")
+    parser.add_argument("--crop", type=int, default=176, help="training crop size in pixels (thesis: 176)")
+    parser.add_argument("--prior", help="empirical ab prior: prior.npy or a `chromaflow stats` folder "
+                        "(default: the shipped ImageNet prior)")  # fmt: skip
+    parser.add_argument("--lam", type=float, default=REBALANCE_LAMBDA, help="rebalancing lambda (Eq. 2.4)")
+    parser.add_argument("--soft-k", type=int, default=SOFT_K_PAPER, help="soft-encoding neighbours (paper 5, code 10)")
+    parser.add_argument("--init", help="weights to start from (required by --loss l2ft)")
+
+
+def _load_prior(path: str | None) -> np.ndarray:
+    if path is None:
+        return np.asarray(color.load_prior())
+    p = Path(path)
+    if p.is_dir():
+        p = p / "prior.npy"
+    if not p.is_file():
+        raise FileNotFoundError(f"--prior: {p} does not exist")
+    return np.asarray(color.load_prior(str(p)))
+
+
+def build(args: argparse.Namespace) -> ColorizationTask:
+    """``ColorizationTask`` over ``ShardDataset(args.data)`` (train split; val split when present)."""
+    from chromaflow.data import ShardDataset
+
+    if not args.data:
+        raise ValueError("--data is required (a folder written by `chromaflow prepare`)")
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data: {args.data} is not a folder")
+    train_set = ShardDataset(args.data, split="train", crop=args.crop, train=True)
+    try:
+        val_set = ShardDataset(args.data, split="val", crop=args.crop, train=False)
+        val_set = val_set if len(val_set) else None
+    except (FileNotFoundError, ValueError) as e:
+        log.info("no validation split in %s (%s): validation skipped", args.data, e)
+        val_set = None
+    prior = _load_prior(args.prior) if args.loss == "rebalanced" else None
+    return ColorizationTask(
+        train_set,
+        val_set,
+        loss=args.loss,
+        width=args.width,
+        prior=prior,
+        lam=args.lam,
+        soft_k=args.soft_k,
+        init=args.init,
+        data=str(args.data),
+    )
