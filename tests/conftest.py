@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CHROMAFLOW_SHARED", REPO.parent / "shared")) / "datasets"
@@ -28,3 +29,13 @@ def shared_datasets() -> Path:
 def sample_dir() -> Path:
     """The committed real-photo sample (data/sample): always present in the repo."""
     return REPO / "data" / "sample"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run CPU tests single-threaded: on a loaded 2-core machine, OpenMP spin-waiting across threads makes
+    small convolutions ~100x slower, and servers started by tests (TorchServe, MLflow) share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,15 +19,6 @@ from chromaflow.serving import ColorizeService, Request, colorize_batch, handle_
 SIZES = [(37, 53), (64, 64), (120, 90), (31, 200)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: much faster on a small, shared CPU for these tiny images."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
