@@ -213,21 +213,27 @@ def _load_prior(path: str | None) -> np.ndarray:
     return np.asarray(color.load_prior(str(p)))
 
 
-def build(args: argparse.Namespace) -> ColorizationTask:
-    """``ColorizationTask`` over ``ShardDataset(args.data)`` (train split; val split when present)."""
+def datasets(data: str | None, crop: int) -> tuple[Dataset, Dataset | None]:
+    """Train and (when present) val ``ShardDataset`` of a prepared folder, cropped to ``crop``."""
     from chromaflow.data import ShardDataset
 
-    if not args.data:
+    if not data:
         raise ValueError("--data is required (a folder written by `chromaflow prepare`)")
-    if not Path(args.data).is_dir():
-        raise FileNotFoundError(f"--data: {args.data} is not a folder")
-    train_set = ShardDataset(args.data, split="train", crop=args.crop, train=True)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"--data: {data} is not a folder")
+    train_set = ShardDataset(data, split="train", crop=crop, train=True)
     try:
-        val_set = ShardDataset(args.data, split="val", crop=args.crop, train=False)
+        val_set = ShardDataset(data, split="val", crop=crop, train=False)
         val_set = val_set if len(val_set) else None
     except (FileNotFoundError, ValueError) as e:
-        log.info("no validation split in %s (%s): validation skipped", args.data, e)
+        log.info("no validation split in %s (%s): validation skipped", data, e)
         val_set = None
+    return train_set, val_set
+
+
+def build(args: argparse.Namespace) -> ColorizationTask:
+    """``ColorizationTask`` over ``ShardDataset(args.data)`` (train split; val split when present)."""
+    train_set, val_set = datasets(args.data, args.crop)
     prior = _load_prior(args.prior) if args.loss == "rebalanced" else None
     return ColorizationTask(
         train_set,

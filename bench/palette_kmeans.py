@@ -1,0 +1,49 @@
+"""Suggested-palette latency per click: ours (weighted k-means on the 313 bins) vs the original
+(25,000 samples drawn from the distribution, scikit-learn KMeans, K=9), on the same distributions.
+
+    .venv/bin/python bench/palette_kmeans.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from chromaflow.color import ab_bins
+from chromaflow.color.palette import PALETTE_K, soften, suggest_palette
+
+N_CLICKS = 20
+N_SAMPLES = 25_000
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    bins = ab_bins().double()
+    dists = [torch.softmax(torch.randn(313, dtype=torch.float64) * 3, 0) for _ in range(N_CLICKS)]
+    t0 = time.perf_counter()
+    ours = [suggest_palette(p) for p in dists]
+    t_ours = (time.perf_counter() - t0) / N_CLICKS
+
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    costs = []
+    for p, (c_ours, _) in zip(dists, ours, strict=True):
+        q = soften(p).numpy()
+        samples = bins.numpy()[rng.choice(313, N_SAMPLES, p=q / q.sum())]
+        ref = KMeans(PALETTE_K, n_init=1, random_state=0).fit(samples)
+        d_ref = ((samples[:, None] - ref.cluster_centers_[None]) ** 2).sum(-1).min(1).mean()
+        d_ours = ((samples[:, None] - c_ours.numpy()[None]) ** 2).sum(-1).min(1).mean()
+        costs.append(d_ours / d_ref)
+    t_ref = (time.perf_counter() - t0) / N_CLICKS
+    print(
+        f"palette per click: ours {t_ours * 1e3:.2f} ms, sklearn KMeans on {N_SAMPLES} samples {t_ref * 1e3:.1f} ms, "
+        f"speed-up {t_ref / t_ours:.1f}x"
+    )
+    print(f"k-means cost on the samples, ours / sklearn: median {np.median(costs):.3f}, max {np.max(costs):.3f}")
+
+
+if __name__ == "__main__":
+    main()
