@@ -12,6 +12,7 @@ we use a temperature (``probs ** (1 / temperature)``, renormalized) with default
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from chromaflow.color.gamut import ab_bins
@@ -43,36 +44,39 @@ def weighted_kmeans(
         raise ValueError(
             f"palette: points (N, D) and weights (N,) expected, got {tuple(points.shape)}, {tuple(weights.shape)}"
         )
-    w = weights.double().clamp_min(0)
+    # a few hundred points: numpy's per-call overhead is far below torch's, so the loop runs in numpy
+    w = np.clip(weights.detach().cpu().double().numpy(), 0, None)
     if not w.sum() > 0:
         raise ValueError("palette: the weights sum to zero")
-    x = points.double()
-    w = w / w.sum()
     support = w > 0
-    xs, ws = x[support], w[support]
-    k = min(k, xs.shape[0])
+    xs = points.detach().cpu().double().numpy()[support]
+    ws = w[support] / w.sum()
+    k = min(k, len(xs))
     # init: the heaviest point, then repeatedly the point maximizing weight * squared distance
-    centres = [xs[ws.argmax()]]
-    d2 = ((xs - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        centres.append(xs[(ws * d2).argmax()])
-        d2 = torch.minimum(d2, ((xs - centres[-1]) ** 2).sum(1))
-    c = torch.stack(centres)
+    c = np.empty((k, xs.shape[1]))
+    c[0] = xs[ws.argmax()]
+    d2 = ((xs - c[0]) ** 2).sum(1)
+    for j in range(1, k):
+        c[j] = xs[(ws * d2).argmax()]
+        d2 = np.minimum(d2, ((xs - c[j]) ** 2).sum(1))
     for _ in range(iters):
-        assign = torch.cdist(xs, c).argmin(1)
-        mass = torch.zeros(k, dtype=xs.dtype).index_add_(0, assign, ws)
-        sums = torch.zeros_like(c).index_add_(0, assign, xs * ws[:, None])
-        new = torch.where(mass[:, None] > 0, sums / mass.clamp_min(1e-300)[:, None], c)
-        if torch.allclose(new, c, atol=1e-9):
-            c = new
-            break
+        assign = ((xs[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        mass = np.bincount(assign, ws, minlength=k)
+        sums = np.stack([np.bincount(assign, ws * xs[:, d], minlength=k) for d in range(xs.shape[1])], 1)
+        new = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], c)
+        done = np.allclose(new, c, atol=1e-9)
         c = new
-    assign = torch.cdist(xs, c).argmin(1)
-    mass = torch.zeros(k, dtype=xs.dtype).index_add_(0, assign, ws)
+        if done:
+            break
+    assign = ((xs[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+    mass = np.bincount(assign, ws, minlength=k)
     keep = mass > 0
     c, mass = c[keep], mass[keep]
-    order = mass.argsort(descending=True)
-    return c[order].to(points.dtype), mass[order].to(points.dtype)
+    order = np.argsort(-mass, kind="stable")
+    return (
+        torch.as_tensor(c[order], dtype=points.dtype, device=points.device),
+        torch.as_tensor(mass[order], dtype=points.dtype, device=points.device),
+    )
 
 
 def suggest_palette(
