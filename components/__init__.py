@@ -1,0 +1,14 @@
+"""Kubeflow Pipelines v2 components: one per step, each a thin typed wrapper over the library function
+that the CLI (``chromaflow <step>``) and the DVC stage (``dvc.yaml``) also call.
+
+A component body holds no logic of its own: it imports ``chromaflow``, calls the step's function with
+the artifact paths KFP hands it, and copies a few numbers into KFP metadata/metrics. Bodies are
+serialized into the compiled YAML, so every import lives inside the function.
+
+Every component runs in the project's image (the ``Dockerfile``), named once here: :data:`BASE_IMAGE`.
+Caching is on only for the deterministic steps (prepare, stats, evaluate); the pipelines set it.
+"""
+
+from chromaflow import __version__
+
+BASE_IMAGE = f"chromaflow:{__version__}"  # built by `make image`; pushed under this name to the cluster's registry

@@ -1,0 +1,36 @@
+"""Task settings shared by the pipelines: GPU training resources and caching policy.
+
+Caching is on only for the deterministic steps (prepare, stats, evaluate). ``train`` is seeded and bit-exact on
+CPU, but bf16/cuDNN kernels on a GPU are not, so it is never served from cache; ``promote`` and ``export``
+have side effects on the MLflow registry and must always run.
+
+GPU training requests one ``nvidia.com/gpu`` (``set_accelerator_type/limit``, kfp core) and mounts a
+memory-backed ``emptyDir`` at ``/dev/shm`` for DataLoader workers (the default 64 MB shm of a pod is too small).
+kfp-kubernetes is not installed here, so the mount is written as the raw Kubernetes platform config that
+``kfp.kubernetes.empty_dir_mount(task, "dshm", "/dev/shm", medium="Memory", size_limit=...)`` produces: it lands
+in the compiled YAML's ``platforms.kubernetes.deploymentSpec.executors.<exec>.emptyDirMounts`` and the KFP
+backend (>= 2.1) honours it. The local runner ignores both accelerator and volume settings.
+"""
+
+from __future__ import annotations
+
+from kfp.dsl import PipelineTask
+
+DETERMINISTIC = {"prepare", "stats", "evaluate"}
+GPU_TYPE = "nvidia.com/gpu"
+SHM_SIZE = "8Gi"
+
+
+def cache(task: PipelineTask, step: str) -> PipelineTask:
+    """Caching on for deterministic steps, off otherwise (see module docstring)."""
+    return task.set_caching_options(step in DETERMINISTIC)
+
+
+def gpu_training(task: PipelineTask, *, gpus: int = 1, cpu: str = "8", memory: str = "32G") -> PipelineTask:
+    """Request ``gpus`` accelerators, CPU/memory limits and a ``/dev/shm`` emptyDir for ``task``."""
+    task.set_accelerator_type(GPU_TYPE).set_accelerator_limit(gpus)
+    task.set_cpu_limit(cpu).set_memory_limit(memory)
+    mount = {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": SHM_SIZE}
+    k8s = task.platform_config.setdefault("kubernetes", {})
+    k8s.setdefault("emptyDirMounts", []).append(mount)
+    return task

@@ -1,0 +1,235 @@
+"""The ``pipeline`` step: compile the Kubeflow pipelines, run one locally, or submit one to a cluster.
+
+    chromaflow pipeline compile                                   # every pipelines/<name>.py -> <name>.yaml
+    chromaflow pipeline run --name colorization --root runs/kfp --arg source=$PWD/data/sample
+    chromaflow pipeline submit --name colorization --host https://kfp.example.org --token $TOKEN \\
+        --experiment chromaflow --arg width=1.0 --arg steps=450000
+
+Pipelines live in the project's ``pipelines/`` folder (beside ``components/``), found from this checkout or
+the current directory. ``run`` uses the KFP local ``SubprocessRunner(use_venv=False)``: each task runs in a
+subprocess of this interpreter's environment (relative paths resolve against the current directory; image,
+accelerator and volume settings are ignored). ``submit`` sends the compiled YAML with
+``kfp.Client.create_run_from_pipeline_package`` (optionally uploading it as a pipeline version first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# name -> (module in pipelines/, pipeline function). The compiled YAML is pipelines/<name>.yaml.
+PIPELINES: dict[str, tuple[str, str]] = {
+    "colorization": ("pipelines.colorization", "colorization"),
+    "colorization_sweep": ("pipelines.colorization_sweep", "colorization_sweep"),
+}
+
+
+def project_root() -> Path:
+    """The folder holding ``pipelines/`` and ``components/``: this checkout, else the current directory."""
+    for cand in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
+        if (cand / "pipelines").is_dir() and (cand / "components").is_dir():
+            return cand
+    raise FileNotFoundError(
+        "pipeline: no pipelines/ and components/ folders beside this package or in the current directory "
+        f"({Path.cwd()}); run from the project root"
+    )
+
+
+def load_pipeline(name: str) -> Any:
+    """Import the pipeline function ``name`` (a key of :data:`PIPELINES`) from ``pipelines/``."""
+    if name not in PIPELINES:
+        raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
+    root = str(project_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module, func = PIPELINES[name]
+    return getattr(importlib.import_module(module), func)
+
+
+def package_path(name: str) -> Path:
+    """Where the compiled YAML of ``name`` is kept: ``pipelines/<name>.yaml``."""
+    if name not in PIPELINES:
+        raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
+    return project_root() / "pipelines" / f"{name}.yaml"
+
+
+def compile_pipeline(name: str, out: str | os.PathLike | None = None) -> Path:
+    """Compile pipeline ``name`` to ``out`` (default :func:`package_path`), atomically; return the path."""
+    from kfp import compiler
+
+    from chromaflow.io import atomic_path
+
+    out = Path(out) if out is not None else package_path(name)
+    with atomic_path(out) as tmp:
+        final = tmp.with_suffix(".yaml")  # the compiler picks the format from the suffix
+        try:
+            compiler.Compiler().compile(load_pipeline(name), str(final))
+            os.replace(final, tmp)
+        finally:
+            final.unlink(missing_ok=True)
+    log.info("compiled %s -> %s", name, out)
+    return out
+
+
+def parse_arguments(items: Iterable[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: v}`` with YAML typing (``steps=80`` int, ``width=0.25`` float, ``losses=[a, b]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"pipeline: argument {item!r} is not KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def _coerce(func: Any, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``arguments`` against the pipeline's inputs; turn ints into floats for float inputs."""
+    inputs = func.component_spec.inputs or {}
+    unknown = sorted(set(arguments) - set(inputs))
+    if unknown:
+        raise ValueError(f"pipeline {func.name!r}: unknown argument(s) {unknown}; inputs: {sorted(inputs)}")
+    out = dict(arguments)
+    for k, v in arguments.items():
+        if inputs[k].type == "Float" and isinstance(v, int) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
+def run_local(
+    name: str, arguments: Mapping[str, Any] | None = None, root: str | os.PathLike = "runs/kfp"
+) -> dict[str, Any]:
+    """Run pipeline ``name`` locally (KFP ``SubprocessRunner(use_venv=False)``), artifacts under ``root``.
+
+    Returns the pipeline's outputs: artifacts as their local paths, parameters as values. Raises
+    ``RuntimeError`` when a task fails (its log is above in the output).
+    """
+    import kfp.local
+
+    func = load_pipeline(name)
+    args = _coerce(func, arguments or {})
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    t0 = time.monotonic()
+    try:
+        task = func(**args)
+    except Exception as e:  # kfp raises RuntimeError with the failing task's name
+        raise RuntimeError(f"pipeline {name!r} failed locally: {e}") from e
+    outputs = {k: getattr(v, "path", v) for k, v in (getattr(task, "outputs", None) or {}).items()}
+    log.info("pipeline %s finished locally in %.1fs; artifacts under %s", name, time.monotonic() - t0, root)
+    return outputs
+
+
+def submit(
+    host: str,
+    name: str = "colorization",
+    *,
+    package: str | os.PathLike | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    token: str | None = None,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    namespace: str | None = None,
+    upload: bool = False,
+) -> dict[str, Any]:
+    """Create a run of the compiled ``package`` (default ``pipelines/<name>.yaml``) on the KFP endpoint ``host``.
+
+    ``upload``: first store the package as a pipeline (or a new version of it) named after ``name``.
+    Returns ``{"run_id", "experiment", "url", "pipeline_id"}``.
+    """
+    import kfp
+
+    if not host or not str(host).startswith(("http://", "https://")):
+        raise ValueError(f"pipeline submit: --host must be an http(s) URL, got {host!r}")
+    package = Path(package) if package is not None else package_path(name)
+    if not package.is_file():
+        raise FileNotFoundError(
+            f"pipeline submit: compiled package {package} not found; run `chromaflow pipeline compile`"
+        )
+    client = kfp.Client(host=host, existing_token=token, namespace=namespace or "kubeflow")
+    pipeline_id = None
+    if upload:
+        pipeline_name = f"chromaflow-{name}"
+        pipeline_id = client.get_pipeline_id(pipeline_name)
+        if pipeline_id is None:
+            pipeline_id = client.upload_pipeline(str(package), pipeline_name=pipeline_name).pipeline_id
+        else:
+            version = time.strftime("%Y%m%d-%H%M%S")
+            client.upload_pipeline_version(str(package), pipeline_version_name=version, pipeline_id=pipeline_id)
+        log.info("uploaded %s as pipeline %s (%s)", package, pipeline_name, pipeline_id)
+    result = client.create_run_from_pipeline_package(
+        str(package),
+        arguments=dict(arguments or {}),
+        run_name=run_name,
+        experiment_name=experiment or "chromaflow",
+        namespace=namespace,
+    )
+    url = f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
+    log.info("submitted %s: run %s (%s)", package.name, result.run_id, url)
+    return {"run_id": result.run_id, "experiment": experiment or "chromaflow", "url": url, "pipeline_id": pipeline_id}
+
+
+def select_best(scores: Sequence[float], higher_is_better: bool = True) -> int:
+    """Index of the best finite score (first on ties); ``ValueError`` when there is none."""
+    finite = [(s if higher_is_better else -s, -i) for i, s in enumerate(scores) if math.isfinite(s)]
+    if not finite:
+        raise ValueError(f"select_best: no finite score among {list(scores)}")
+    return -max(finite)[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["compile", "run", "submit"], help="what to do")
+    parser.add_argument("--name", default=None, help=f"pipeline: {', '.join(PIPELINES)} (compile: all by default)")
+    parser.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="pipeline argument (repeat)")
+    parser.add_argument("--root", default="runs/kfp", help="run: local pipeline root for artifacts")
+    parser.add_argument("--out", default=None, help="compile: output YAML (with --name)")
+    parser.add_argument("--host", default=None, help="submit: Kubeflow Pipelines endpoint URL")
+    parser.add_argument("--token", default=os.environ.get("KFP_TOKEN"), help="submit: bearer token ($KFP_TOKEN)")
+    parser.add_argument("--experiment", default=None, help="submit: KFP experiment (default: chromaflow)")
+    parser.add_argument("--run-name", default=None, help="submit: run name")
+    parser.add_argument("--namespace", default=None, help="submit: namespace (multi-user deployments)")
+    parser.add_argument("--package", default=None, help="submit: compiled YAML (default: pipelines/<name>.yaml)")
+    parser.add_argument("--upload", action="store_true", help="submit: also store it as a pipeline version")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        arguments = parse_arguments(args.arg)
+        if args.action == "compile":
+            names = [args.name] if args.name else list(PIPELINES)
+            for n in names:
+                print(compile_pipeline(n, args.out if args.name else None))
+        elif args.action == "run":
+            for k, v in run_local(args.name or "colorization", arguments, args.root).items():
+                print(f"{k}: {v}")
+        else:
+            if not args.host:
+                raise ValueError("pipeline submit: --host is required")
+            res = submit(
+                args.host,
+                args.name or "colorization",
+                package=args.package,
+                arguments=arguments,
+                token=args.token,
+                experiment=args.experiment,
+                run_name=args.run_name,
+                namespace=args.namespace,
+                upload=args.upload,
+            )
+            print(f"run {res['run_id']}: {res['url']}")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        log.error("%s", e)
+        return 2
+    return 0
