@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,16 @@ class Listing:
 
 def _marker(info: dict) -> str:
     return ";".join(f"{k}={info[k]}" for k in CHANGE_KEYS if k in info and info[k] is not None)
+
+
+def _local_or_marker(fs: Any, path: str, info: dict) -> str:
+    """Change marker of a file: its md5 on a local disk (mtimes do not survive a git clone, so an mtime would
+    make a fresh clone's manifest differ, and DVC's output hash with it), else what the filesystem reports
+    (zip CRC, object-store ETag, ...)."""
+    if isinstance(fs, LocalFileSystem):
+        with open(path, "rb") as f:
+            return "md5=" + hashlib.file_digest(f, "md5").hexdigest()
+    return _marker(info)
 
 
 def _normalize_url(source: str) -> str:
@@ -169,7 +180,7 @@ def _list_folder(source: str) -> Listing:
                 if not d:
                     break
                 d = posixpath.dirname(d)
-        out.append(Entry(rel, fs, path, info.get("size"), _marker(info), label, split))
+        out.append(Entry(rel, fs, path, info.get("size"), _local_or_marker(fs, path, info), label, split))
     return Listing(source, out, metadata, [])
 
 
