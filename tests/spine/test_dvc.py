@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-STEPS = ["prepare", "stats", "train", "evaluate", "export"]
+STEPS = ["prepare", "stats", "train", "evaluate", "promote", "export"]
 COPY = ["dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "data/sample", "src/chromaflow", "mlflow", "serving"]
 
 
