@@ -6,6 +6,14 @@
          http://127.0.0.1:8080/predictions/colorizer -o out.png
     chromaflow serve --stop --run-dir runs/serve
 
+Several archives, and the web page (a gateway that holds the token and proxies to TorchServe)::
+
+    chromaflow serve --mar runs/export/colorizer.mar --mar runs/export/colorize_guided.mar \\
+                     --run-dir runs/serve --gateway 8000                          # http://127.0.0.1:8000/
+
+A user-guided archive (``guided_handler.py`` inside) is registered under the three endpoint names
+``colorize_guided``, ``palette`` and ``gamut`` unless a name is given (``--mar NAME=PATH``).
+
     >>> with start_server("runs/export/colorizer.mar", "runs/serve-test") as srv:   # free loopback ports
     ...     requests.post(srv.predict_url, data=png, headers=srv.auth_headers("image/png"))
 
@@ -117,6 +125,17 @@ class Server:
     management_url: str
     metrics_url: str
     process: subprocess.Popen | None = field(default=None, repr=False)
+    model_names: list[str] = field(default_factory=list)  # every registered name (model_name first)
+
+    def __post_init__(self) -> None:
+        if not self.model_names:
+            self.model_names = [self.model_name]
+
+    def predict_url_for(self, name: str) -> str:
+        """``<inference_url>/predictions/<name>`` for one of :attr:`model_names`."""
+        if name not in self.model_names:
+            raise KeyError(f"model {name!r} is not served here; served: {self.model_names}")
+        return f"{self.inference_url}/predictions/{name}"
 
     @property
     def key_file(self) -> Path:
@@ -213,11 +232,30 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
+GUIDED_HANDLER = "guided_handler.py"  # inside an archive: the user-guided handler (several endpoint names)
+
+
+def archive_names(mar: str | os.PathLike) -> list[str]:
+    """Default TorchServe names for an archive: the endpoint names of a user-guided archive
+    (``colorize_guided``, ``palette``, ``gamut``), else the file's stem."""
+    import zipfile
+
+    from chromaflow.serving.guided import ENDPOINTS
+
+    try:
+        with zipfile.ZipFile(mar) as z:
+            guided = GUIDED_HANDLER in z.namelist()
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ServeError(f"archive {mar}: not a readable .mar ({e})") from None
+    return list(ENDPOINTS) if guided else [Path(mar).stem]
+
+
 def start_server(
     mar: str | os.PathLike,
     run_dir: str | os.PathLike,
     *,
     model_name: str | None = None,
+    models: dict[str, str | os.PathLike] | None = None,
     inference_port: int = 0,
     management_port: int = 0,
     metrics_port: int = 0,
@@ -230,7 +268,9 @@ def start_server(
     Args:
         mar: an archive from ``chromaflow export`` (copied into ``<run_dir>/model-store``).
         run_dir: cwd of the server: its config, logs (``logs/``), keys (``key_file.json``), ``server.json``.
-        model_name: the name in URLs (default: the archive's file stem).
+        model_name: the name in URLs (default: the archive's file stem; a user-guided archive is registered
+            under all of :func:`archive_names` then).
+        models: more registrations, ``{name: archive}`` (an archive may appear under several names).
         inference_port, management_port, metrics_port: 0 picks a free loopback port.
         config: the config template (default: ``serving/config.properties``); security settings are enforced.
         timeout_s: how long to wait for a healthy server.
@@ -252,11 +292,25 @@ def start_server(
         raise ServeError(f"start_server: {java!r} not found: TorchServe needs Java 17 (set JAVA_HOME)")
     import ts
 
-    model_name = model_name or mar.stem
+    registrations = [(model_name, mar)] if model_name else [(n, mar) for n in archive_names(mar)]
+    for name, path in (models or {}).items():
+        path = Path(path).resolve()
+        if not path.is_file() or path.suffix != ".mar":
+            raise FileNotFoundError(f"start_server: archive {path} (model {name!r}): no such .mar file")
+        registrations.append((name, path))
+    names = [n for n, _ in registrations]
+    if len(set(names)) != len(names):
+        raise ServeError(f"start_server: model names must be unique, got {names}")
+    by_file: dict[str, Path] = {}
+    for _, path in registrations:
+        if by_file.setdefault(path.name, path) != path:
+            raise ServeError(f"start_server: two different archives are both named {path.name}")
+    model_name = names[0]
     store = run_dir / "model-store"
     store.mkdir(parents=True, exist_ok=True)
-    (store / mar.name).unlink(missing_ok=True)
-    shutil.copy2(mar, store / mar.name)
+    for path in by_file.values():
+        (store / path.name).unlink(missing_ok=True)
+        shutil.copy2(path, store / path.name)
     (run_dir / KEY_FILE).unlink(missing_ok=True)
 
     props = read_properties(template.read_text(encoding="utf-8"))
@@ -273,7 +327,7 @@ def start_server(
     props["initial_worker_port"] = str(_worker_port())
     props["model_store"] = str(store)
     props["allowed_urls"] = f"file://{store}/.*"
-    props["load_models"] = f"{model_name}={mar.name}"
+    props["load_models"] = ",".join(f"{n}={p.name}" for n, p in registrations)
     check_secure(props)
     conf = run_dir / "config.properties"
     write_text(conf, write_properties(props))
@@ -299,6 +353,7 @@ def start_server(
         management_url=props["management_address"],
         metrics_url=props["metrics_address"],
         process=proc,
+        model_names=names,
     )
     write_json(state, {k: v for k, v in vars(server).items() if k != "process"} | {"run_dir": str(run_dir)})
     try:
@@ -306,13 +361,14 @@ def start_server(
     except BaseException:
         server.stop(timeout_s=20)
         raise
-    log.info("TorchServe ready: %s (keys in %s)", server.predict_url, server.key_file)
+    log.info("TorchServe ready: %s (keys in %s)", ", ".join(map(server.predict_url_for, names)), server.key_file)
     return server
 
 
 def _wait_ready(server: Server, timeout_s: float) -> None:
-    """Wait for the key file, then for the model's worker to report READY on the management API."""
+    """Wait for the key file, then for every model's worker to report READY on the management API."""
     deadline = time.monotonic() + timeout_s
+    pending = list(server.model_names)
     while time.monotonic() < deadline:
         if server.process is not None and server.process.poll() is not None:
             raise ServeError(
@@ -323,15 +379,17 @@ def _wait_ready(server: Server, timeout_s: float) -> None:
                 token = server.management_token
             except (OSError, ValueError, KeyError):
                 token = None
-            if token:
-                code, text = _get(f"{server.management_url}/models/{server.model_name}", token)
-                if code == 200:
-                    try:
-                        workers = json.loads(text)[0].get("workers", [])
-                    except (ValueError, IndexError, AttributeError):
-                        workers = []
-                    if any(w.get("status") == "READY" for w in workers):
-                        return
+            while token and pending:
+                code, text = _get(f"{server.management_url}/models/{pending[0]}", token)
+                try:
+                    workers = json.loads(text)[0].get("workers", []) if code == 200 else []
+                except (ValueError, IndexError, AttributeError):
+                    workers = []
+                if not any(w.get("status") == "READY" for w in workers):
+                    break
+                pending.pop(0)
+            if not pending:
+                return
         time.sleep(0.5)
     raise ServeError(
         f"TorchServe not ready after {timeout_s:.0f}s:\n{_tail(server.run_dir / 'logs' / 'model_log.log')}"
@@ -347,6 +405,10 @@ def stop_server(run_dir: str | os.PathLike, timeout_s: float = 60.0) -> bool:
         return False
     s = read_json(state)
     running = _alive(int(s["pid"]))
+    if s.get("gateway_pid"):
+        from chromaflow.gateway.server import stop_gateway_process
+
+        stop_gateway_process(int(s["gateway_pid"]), timeout_s=min(timeout_s, 20.0))
     Server(
         run_dir=run_dir,
         pid=int(s["pid"]),
@@ -354,20 +416,47 @@ def stop_server(run_dir: str | os.PathLike, timeout_s: float = 60.0) -> bool:
         inference_url=s["inference_url"],
         management_url=s["management_url"],
         metrics_url=s["metrics_url"],
+        model_names=list(s.get("model_names") or [s["model_name"]]),
     ).stop(timeout_s)
     return running
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mar", type=Path, help="archive from `chromaflow export`")
+    parser.add_argument(
+        "--mar",
+        action="append",
+        default=None,
+        metavar="[NAME=]PATH",
+        help="archive from `chromaflow export` (repeat for several; NAME= sets its name in URLs)",
+    )
     parser.add_argument("--run-dir", type=Path, required=True, help="config, logs and keys go here")
     parser.add_argument("--stop", action="store_true", help="stop the server started from --run-dir")
-    parser.add_argument("--model-name", default=None, help="name in URLs (default: the archive's stem)")
+    parser.add_argument("--model-name", default=None, help="name in URLs of the first archive (default: its stem)")
     parser.add_argument("--port", type=int, default=USER_PORTS[0], help="inference port (0: any free)")
     parser.add_argument("--management-port", type=int, default=USER_PORTS[1], help="management port (loopback)")
     parser.add_argument("--metrics-port", type=int, default=USER_PORTS[2], help="metrics port")
     parser.add_argument("--config", type=Path, default=None, help="config template (default serving/config.properties)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a healthy server")
+    parser.add_argument(
+        "--gateway",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also start the web page + proxy on 127.0.0.1:PORT (0: any free port); it holds the token",
+    )
+    parser.add_argument("--gateway-host", default="127.0.0.1", help="address the gateway listens on")
+
+
+def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]:
+    out = []
+    for item in items:
+        text = os.fspath(item)
+        name, sep, path = text.partition("=")
+        if sep and not Path(text).is_file():
+            out.append((name, Path(path)))
+        else:
+            out.append((None, Path(text)))
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
@@ -375,12 +464,19 @@ def main(args: argparse.Namespace) -> int:
         stopped = stop_server(args.run_dir)
         print("stopped" if stopped else f"no server running from {args.run_dir}")
         return 0
-    if args.mar is None:
+    if not args.mar:
         raise SystemExit("chromaflow serve: --mar is required (or --stop)")
+    mars = _parse_mars(args.mar if isinstance(args.mar, list) else [args.mar])
+    first_name, first = mars[0]
+    extra: dict[str, str | os.PathLike] = {}
+    for name, path in mars[1:]:
+        for n in [name] if name else archive_names(path):
+            extra[n] = path
     srv = start_server(
-        args.mar,
+        first,
         args.run_dir,
-        model_name=args.model_name,
+        model_name=args.model_name or first_name,
+        models=extra,
         inference_port=args.port,
         management_port=args.management_port,
         metrics_port=args.metrics_port,
@@ -388,7 +484,19 @@ def main(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     srv.process = None  # keep running after this command returns
-    print(f"inference: {srv.predict_url}")
+    for name in srv.model_names:
+        print(f"inference: {srv.predict_url_for(name)}")
+    if args.gateway is not None:
+        from chromaflow.gateway.server import start_gateway_process
+
+        try:
+            pid, url = start_gateway_process(srv, port=args.gateway, host=args.gateway_host)
+        except BaseException:
+            srv.stop(timeout_s=20)
+            raise
+        state = args.run_dir.resolve() / STATE
+        write_json(state, read_json(state) | {"gateway_pid": pid, "gateway_url": url})
+        print(f"web page:  {url}")
     print(f"key file:  {srv.key_file} (send 'Authorization: Bearer <inference.key>')")
     print(f"metrics:   {srv.metrics_url}/metrics")
     print(f"stop with: chromaflow serve --stop --run-dir {args.run_dir}")

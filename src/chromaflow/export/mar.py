@@ -10,6 +10,10 @@ The archive holds only data and the thin handler, never a pickled model object:
     model-config.yaml        TorchServe batching settings + the handler's settings (serving/model-config.yaml)
     colorize_handler.py      the TorchServe adapter (serving/colorize_handler.py) over chromaflow.serving
 
+A ``siggraph17`` (user-guided, thesis ch. 3) model gets ``guided_handler.py`` and ``guided-model-config.yaml``
+instead (its default name is ``colorize_guided``); ``chromaflow serve`` registers that one archive under the
+endpoint names ``colorize_guided``, ``palette`` and ``gamut``.
+
 The serving environment must have chromaflow installed (the Docker image does); the archive records the
 chromaflow version it was built with. Beside the archive, ``<name>.json`` repeats ``chromaflow_model.json``
 plus the archive's sha256. Re-running with the same inputs is a no-op.
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,29 @@ HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"
 DEFAULT_NAME = "colorizer"
+GUIDED_MODELS = frozenset({"siggraph17"})  # registry names served by the user-guided handler
+
+
+@dataclass(frozen=True)
+class HandlerKind:
+    """What one kind of model is served with: handler file and model-config template (in ``serving/``),
+    the settings class of its ``handler:`` section, and the default archive name."""
+
+    handler: str
+    model_config: str
+    settings: Any
+    default_name: str
+
+
+def handler_kind(model_name: str) -> HandlerKind:
+    """The :class:`HandlerKind` for a registry model name (``siggraph17`` -> guided, anything else -> colorize)."""
+    if model_name in GUIDED_MODELS:
+        from chromaflow.serving.guided import GuidedConfig
+
+        return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
+    return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
+
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # what torch-model-archiver accepts
 
 
@@ -101,9 +129,16 @@ def _env(key: str, value: str | None):
                 os.environ[key] = old
 
 
-def _model_config(batch_size: int | None, max_batch_delay_ms: int | None, handler: Mapping[str, Any] | None) -> dict:
-    """serving/model-config.yaml with overrides; the handler section is validated here, not at serve time."""
-    cfg = yaml.safe_load((SERVING_DIR / MODEL_CONFIG).read_text(encoding="utf-8"))
+def _model_config(
+    batch_size: int | None,
+    max_batch_delay_ms: int | None,
+    handler: Mapping[str, Any] | None,
+    kind: HandlerKind | None = None,
+) -> dict:
+    """serving/model-config.yaml (or the kind's template) with overrides; the handler section is validated here,
+    not at serve time."""
+    kind = kind or handler_kind("")
+    cfg = yaml.safe_load((SERVING_DIR / kind.model_config).read_text(encoding="utf-8"))
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f"export_mar: batch_size must be >= 1, got {batch_size}")
@@ -113,7 +148,7 @@ def _model_config(batch_size: int | None, max_batch_delay_ms: int | None, handle
             raise ValueError(f"export_mar: max_batch_delay_ms must be >= 0, got {max_batch_delay_ms}")
         cfg["maxBatchDelay"] = int(max_batch_delay_ms)
     cfg["handler"] = {**(cfg.get("handler") or {}), **dict(handler or {})}
-    ServiceConfig.from_mapping(cfg["handler"])  # raises on unknown keys / bad values
+    kind.settings.from_mapping(cfg["handler"])  # raises on unknown keys / bad values
     return cfg
 
 
@@ -137,13 +172,14 @@ def export_mar(
         name: model name in TorchServe (default: the registered name, or ``colorizer`` for a file).
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
-        handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads).
+        handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
+            siggraph17 model the keys of :class:`chromaflow.serving.guided.GuidedConfig`).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the input and the reason.
     """
     out_dir = Path(out_dir)
     uri = os.fspath(model_uri)
-    cfg = _model_config(batch_size, max_batch_delay_ms, handler_config)
+    _model_config(batch_size, max_batch_delay_ms, None)  # batching arguments fail before any work
     with tempfile.TemporaryDirectory(prefix="chromaflow-export-") as tmp:
         stage = Path(tmp)
         weights = stage / WEIGHTS
@@ -155,13 +191,16 @@ def export_mar(
                 raise FileNotFoundError(f"export_mar: weights {src}: no such file (or pass a models:/ URI)")
             read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
             weights.write_bytes(src.read_bytes())
-            info = {"name": DEFAULT_NAME, "version": "0", "run_id": None, "aliases": [], "lineage": {}}
+            info = {"name": None, "version": "0", "run_id": None, "aliases": [], "lineage": {}}
             info["registry_weights_sha256"] = None
             uri = str(src.resolve())
+        config = read_config(weights)
+        kind = handler_kind(str(config.get("name")))
+        cfg = _model_config(batch_size, max_batch_delay_ms, handler_config, kind)
+        info["name"] = info["name"] or kind.default_name
         name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", info["name"])
         if not NAME_RE.match(name):
             raise ValueError(f"export_mar: name {name!r} must match {NAME_RE.pattern}")
-        config = read_config(weights)
         meta = {
             "name": name,
             "version": str(version or info["version"]),
@@ -184,7 +223,7 @@ def export_mar(
             return mar
         (stage / ARCHIVE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (stage / MODEL_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        built = _archive(stage, name, meta["version"])
+        built = _archive(stage, name, meta["version"], kind.handler)
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(mar) as tmp_mar:
             os.replace(built, tmp_mar)
@@ -204,7 +243,7 @@ def _up_to_date(mar: Path, sidecar: Path, meta: dict[str, Any]) -> bool:
     return same and old.get("archive_sha256") == _sha256(mar)
 
 
-def _archive(stage: Path, name: str, version: str) -> Path:
+def _archive(stage: Path, name: str, version: str, handler: str = HANDLER) -> Path:
     """Run torch-model-archiver on the staged files (private TMPDIR: it stages under $TMPDIR/<name>)."""
     export_dir = stage / "out"
     export_dir.mkdir()
@@ -221,7 +260,7 @@ def _archive(stage: Path, name: str, version: str) -> Path:
         "--serialized-file",
         str(stage / WEIGHTS),
         "--handler",
-        str(SERVING_DIR / HANDLER),
+        str(SERVING_DIR / handler),
         "--extra-files",
         str(stage / ARCHIVE_META),
         "--config-file",
