@@ -93,3 +93,18 @@ def test_foreign_files_are_refused(saved, tmp_path):
         load_weights(tmp_path / "absent.safetensors")
     with pytest.raises(ValueError, match="no registry config"):
         save_weights(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+def test_fp16_file_loads_into_fp32_model(saved, tmp_path):
+    """Shipped models are stored in fp16 (half the bytes); loading casts back to the model's fp32."""
+    model, path, _ = saved
+    half = tmp_path / "half.safetensors"
+    save_weights(model, half, dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    stored = load_file(str(half))
+    assert stored["head.weight"].dtype == torch.float16
+    assert stored["conv1.4.num_batches_tracked"].dtype == torch.long  # integer buffers keep their type
+    loaded = load_weights(half)
+    assert next(loaded.parameters()).dtype == torch.float32
+    ref = {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    assert all(torch.equal(ref[k], v) for k, v in loaded.state_dict().items())

@@ -42,11 +42,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike) -> str:
+def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None) -> str:
     """Write ``model``'s state_dict and ``model.config`` to ``path`` atomically; return its SHA-256.
 
     ``model`` must come from :func:`chromaflow.models.create_model` (it needs ``.config``). A
-    ``torch.compile`` or DDP wrapper is unwrapped.
+    ``torch.compile`` or DDP wrapper is unwrapped. ``dtype`` (e.g. ``torch.float16`` for shipped
+    models) casts the floating tensors; :func:`load_weights` casts them back to the model's dtype.
     """
     model = unwrap(model)
     config = getattr(model, "config", None)
@@ -55,7 +56,13 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> str:
             f"save_weights: {type(model).__name__} has no registry config (name, kwargs, contract); "
             "build it with chromaflow.models.create_model"
         )
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach()
+        .to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+        .contiguous()
+        .clone()
+        for k, v in model.state_dict().items()
+    }
     metadata = {
         _KEY_FORMAT: FORMAT_VERSION,
         _KEY_CONFIG: json.dumps(dict(config), sort_keys=True),
