@@ -1,0 +1,222 @@
+"""Models shipped with the repository (``weights/<name>/``): fp16 safetensors + ``card.json`` + ``MODEL_CARD.md``.
+
+The card records how the file was made (architecture, data and its hash, hyper-parameters, the code commit,
+the commands that reproduce it) and what it scores, plus the file's SHA-256: :func:`load_shipped` refuses a
+file whose hash differs (tampered or corrupted), and loading never unpickles (safetensors, strict keys).
+
+    chromaflow ship --name colorization --train runs/ship/auto --evaluation runs/ship/auto_eval \\
+        --data runs/ship/tin --command "chromaflow train --task colorization ..."
+
+``$CHROMAFLOW_WEIGHTS`` points at another folder of shipped models (default: ``weights/`` of the checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from chromaflow import io
+from chromaflow.models.weights import load_weights, read_config, save_weights, sha256_file
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_JSON = "card.json"
+CARD_MD = "MODEL_CARD.md"
+MAX_BYTES = 10 * 1024 * 1024  # the repository's limit per shipped model
+
+
+def weights_root() -> Path:
+    """``$CHROMAFLOW_WEIGHTS`` or ``weights/`` at the root of the checkout."""
+    env = os.environ.get("CHROMAFLOW_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "weights"
+
+
+def card(name: str) -> dict[str, Any]:
+    """The ``card.json`` of shipped model ``name``; ``FileNotFoundError`` naming the folder if absent."""
+    path = weights_root() / name / CARD_JSON
+    if not path.is_file():
+        have = sorted(p.name for p in weights_root().glob("*/") if (p / CARD_JSON).is_file())
+        raise FileNotFoundError(f"shipped model {name!r}: no {path} (shipped: {have or 'none'})")
+    return io.read_json(path)
+
+
+def shipped_weights(name: str) -> tuple[Path, dict[str, Any]]:
+    """Path of the shipped weights of ``name`` after checking their SHA-256 against the card, and the card."""
+    c = card(name)
+    path = weights_root() / name / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped model {name!r}: {path} is missing")
+    actual = sha256_file(path)
+    if actual != c["sha256"]:
+        raise ValueError(f"shipped model {name!r}: {path} has sha256 {actual}, its card records {c['sha256']}: refused")
+    return path, c
+
+
+def load_shipped(name: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped model ``name`` (hash-checked, strict, never unpickled) in eval mode, and its card."""
+    path, c = shipped_weights(name)
+    return load_weights(path, expected_sha256=c["sha256"], device=device), c
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _metrics_table(evaluation: dict[str, Any]) -> str:
+    from chromaflow.evaluate.report import markdown_table
+
+    rows = evaluation.get("rows") or {}
+    keys = [
+        k for k in ("auc_raw", "auc_rebal", "psnr", "colorfulness", "class_top1") if any(k in r for r in rows.values())
+    ]
+    return markdown_table([[name] + [r.get(k) for k in keys] for name, r in rows.items()], ["row", *keys])
+
+
+def ship(
+    name: str,
+    train_dir: str | os.PathLike,
+    evaluation: str | os.PathLike | None,
+    *,
+    data: str | os.PathLike,
+    command: list[str],
+    description: str = "",
+    out_root: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write ``<out_root>/<name>/`` from a finished training run: fp16 weights, card.json and MODEL_CARD.md.
+
+    Args:
+        train_dir: the ``chromaflow train`` output (model.safetensors, metrics.json).
+        evaluation: an ``evaluate`` output folder (metrics.json, report.md) of those weights, or None.
+        data: the prepared training data (its manifest fingerprint is the data hash).
+        command: the commands that reproduce the model, in order.
+    Returns the card.
+    """
+    from chromaflow.tracking.lineage import data_hash
+
+    train_dir = Path(train_dir)
+    out = Path(out_root or weights_root()) / name
+    src = train_dir / WEIGHTS_FILE
+    metrics_path = train_dir / "metrics.json"
+    for p in (src, metrics_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"ship {name}: {p} not found (is {train_dir} a finished training run?)")
+    model = load_weights(src)
+    dst = out / WEIGHTS_FILE
+    sha = save_weights(model, dst, dtype=torch.float16)
+    size = dst.stat().st_size
+    if size > MAX_BYTES:
+        dst.unlink()
+        raise ValueError(f"ship {name}: {size / 2**20:.1f} MiB exceeds the {MAX_BYTES / 2**20:.0f} MiB limit per model")
+    train_metrics = io.read_json(metrics_path)
+    ev = io.read_json(Path(evaluation) / "metrics.json") if evaluation else {}
+    config = read_config(dst)
+    c = {
+        "name": name,
+        "model": config["name"],
+        "kwargs": config["kwargs"],
+        "contract": config["contract"],
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "sha256": sha,
+        "bytes": size,
+        "dtype": "float16",
+        "code_commit": _git_commit(),
+        "data": str(data),
+        "data_hash": data_hash(data),
+        "train": {
+            k: train_metrics.get(k)
+            for k in (
+                "step",
+                "final_loss",
+                "first_loss",
+                "wall_s",
+                "images_per_s",
+                "val_loss",
+                "val_ab_rmse",
+                "fingerprint",
+            )
+        },
+        "evaluation": {
+            k: ev.get(k)
+            for k in ("n_images", "eval_set", "rows", "auc_raw", "auc_rebal", "psnr", "colorfulness", "class_top1")
+            if k in ev
+        },
+        "command": list(command),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    io.write_json(out / CARD_JSON, c)
+    io.write_text(out / CARD_MD, _card_markdown(c, description))
+    log.info("shipped %s: %s (%.1f MiB, sha256 %s)", name, dst, size / 2**20, sha[:12])
+    return c
+
+
+def _card_markdown(c: dict[str, Any], description: str) -> str:
+    kw = ", ".join(f"{k}={v}" for k, v in c["kwargs"].items())
+    lines = [
+        f"# Model card: {c['name']}",
+        "",
+        description,
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | `{c['model']}({kw})`, {c['n_params']:,} parameters |",
+        f"| file | `{WEIGHTS_FILE}`, {c['dtype']} safetensors, {c['bytes'] / 2**20:.2f} MiB |",
+        f"| sha256 | `{c['sha256']}` |",
+        f"| normalization contract | `{json.dumps(c['contract'], sort_keys=True)}` |",
+        f"| training data | `{c['data']}` (data hash `{c['data_hash']}`) |",
+        f"| code commit | `{c['code_commit']}` |",
+        f"| training | {c['train'].get('step')} steps, final loss {c['train'].get('final_loss')}, "
+        f"{(c['train'].get('wall_s') or 0) / 60:.0f} min of CPU wall time |",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        *c["command"],
+        "```",
+        "",
+    ]
+    if c["evaluation"].get("rows"):
+        lines += [
+            f"## Evaluation ({c['evaluation'].get('n_images')} held-out images; Table 2.1 / 3.1 shaped)",
+            "",
+            _metrics_table(c["evaluation"]),
+            "",
+        ]
+    lines += ["Loading: `chromaflow.models.shipped.load_shipped(name)` checks the sha256 above and loads strictly."]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", required=True, help="shipped model name (folder under weights/)")
+    parser.add_argument("--train", required=True, help="finished `chromaflow train` output folder")
+    parser.add_argument("--evaluation", help="`chromaflow evaluate` output folder of the same weights")
+    parser.add_argument("--data", required=True, help="the prepared training data (for its hash)")
+    parser.add_argument(
+        "--command", action="append", default=[], help="a command that reproduces it (repeat, in order)"
+    )
+    parser.add_argument("--description", default="", help="a paragraph for the model card")
+    parser.add_argument("--out-root", help="folder of shipped models (default: weights/)")
+
+
+def main(args: argparse.Namespace) -> int:
+    c = ship(
+        args.name, args.train, args.evaluation, data=args.data, command=args.command,
+        description=args.description, out_root=args.out_root,
+    )  # fmt: skip
+    print(f"shipped {c['name']}: sha256 {c['sha256']}, {c['bytes'] / 2**20:.2f} MiB")
+    return 0

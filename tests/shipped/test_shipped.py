@@ -1,0 +1,70 @@
+"""Shipped models: fp16 weights + card; the hash in the card is enforced; the committed ones load and run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from chromaflow.io import write_json
+from chromaflow.models import create_model, save_weights
+from chromaflow.models import shipped as S
+
+
+@pytest.fixture
+def train_dir(tmp_path):
+    torch.manual_seed(0)
+    d = tmp_path / "train"
+    save_weights(create_model("eccv16", width=1 / 16), d / "model.safetensors")
+    write_json(d / "metrics.json", {"step": 3, "final_loss": 1.5, "wall_s": 60.0})
+    data = tmp_path / "prepared"
+    write_json(data / "manifest.json", {"fingerprint": "abc"})
+    return d, data
+
+
+def test_ship_writes_fp16_weights_and_a_card(train_dir, tmp_path, monkeypatch):
+    d, data = train_dir
+    root = tmp_path / "weights"
+    c = S.ship("tiny", d, None, data=data, command=["chromaflow train --task colorization ..."], out_root=root)
+    f = root / "tiny" / S.WEIGHTS_FILE
+    assert c["sha256"] == S.sha256_file(f) and c["bytes"] == f.stat().st_size and c["dtype"] == "float16"
+    assert json.loads((root / "tiny" / S.CARD_JSON).read_text())["sha256"] == c["sha256"]
+    md = (root / "tiny" / S.CARD_MD).read_text()
+    assert c["sha256"] in md and "chromaflow train --task colorization" in md
+    monkeypatch.setenv("CHROMAFLOW_WEIGHTS", str(root))
+    model, card = S.load_shipped("tiny")
+    assert card["model"] == "eccv16" and not model.training
+    assert sum(p.numel() for p in model.parameters()) == c["n_params"]
+
+
+def test_tampered_or_missing_shipped_model_is_refused(train_dir, tmp_path, monkeypatch):
+    d, data = train_dir
+    root = tmp_path / "weights"
+    S.ship("tiny", d, None, data=data, command=[], out_root=root)
+    monkeypatch.setenv("CHROMAFLOW_WEIGHTS", str(root))
+    f = root / "tiny" / S.WEIGHTS_FILE
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="refused"):
+        S.load_shipped("tiny")
+    with pytest.raises(FileNotFoundError, match="no-such"):
+        S.card("no-such")
+
+
+def test_too_large_model_is_not_shipped(tmp_path):
+    d = tmp_path / "train"
+    save_weights(create_model("eccv16", width=0.75), d / "model.safetensors")  # ~18M params: 36 MB in fp16
+    write_json(d / "metrics.json", {"step": 1})
+    with pytest.raises(ValueError, match="exceeds"):
+        S.ship("big", d, None, data=d, command=[], out_root=tmp_path / "w")
+    assert not (tmp_path / "w" / "big" / S.WEIGHTS_FILE).exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in S.weights_root().glob("*") if (p / S.CARD_JSON).is_file()))
+def test_committed_shipped_models_match_their_cards(name):
+    model, card = S.load_shipped(name)
+    assert sum(p.numel() for p in model.parameters()) == card["n_params"]
+    assert card["bytes"] <= S.MAX_BYTES
+    assert card["command"] and card["code_commit"] and card["data_hash"]
