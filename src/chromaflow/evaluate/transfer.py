@@ -1,0 +1,611 @@
+"""Transfer evaluation (thesis ch. 5, Tables 5.4/5.5, Fig. 5.4): linear probes on frozen conv1..conv5 features.
+
+    chromaflow transfer --data runs/tiny --out runs/transfer/tiny --classes 20 --train-per-class 100 \\
+        --model "Split-Brain (cl,cl)=runs/sb/split_cl_cl/model.safetensors" \\
+        --model "Gaussian=random:splitbrain:variant=gaussian,width=0.25,fc_width=256" \\
+        --model "SqueezeNet (ImageNet)=squeezenet1_1:../shared/datasets/squeezenet1_1/<file>.pth"
+
+Protocol (after Zhang et al. [19], thesis 5.5.1): the network is frozen (eval mode, no gradients); each
+layer's post-ReLU map is resized so the flattened feature has about ``target_dim`` numbers (thesis: 9,600 /
+9,216): side ``X_d = min(h, round(sqrt(target_dim / C)))``, resized with **bilinear interpolation with
+anti-aliasing** (``F.interpolate(mode="bilinear", antialias=True)``; maps already at or below ``X_d`` are
+kept as they are). Features are cached as float16 ``.npy`` files (one per split and layer, keyed by the
+model's weights and the settings; a re-run reads them back). One multinomial logistic-regression classifier
+per layer (a single linear layer + softmax) is fit on standardized features by full-batch L-BFGS in torch,
+minimizing ``mean cross-entropy + wd/2 ||W||^2`` (scikit-learn's objective with ``C = 1 / (wd N)``); with
+several ``wd`` values the one with the best accuracy on a held-out 20% of the train split is refit on all of it.
+Top-1 (%) on the val split per layer is reported.
+
+Models (``--model LABEL=SPEC``): a ``save_weights`` file (``.safetensors``: splitbrain, eccv16, siggraph17),
+``random:NAME[:k=v,...]`` (a registered model with its Gaussian initialization, seeded; e.g. the
+"Gaussian" row), or ``squeezenet1_1:PATH`` (torchvision SqueezeNet 1.1, strict ``weights_only`` load;
+ImageNet-normalized RGB upsampled to ``reference_size``). Layers: splitbrain conv1..conv5 (towers
+concatenated); eccv16 / siggraph17 blocks conv1..conv5 (siggraph17 with no hints: ab 0, mask 0);
+SqueezeNet conv1, fire3, fire5, fire7, fire9 as conv1..conv5.
+
+Outputs in ``out``: ``metrics.json`` (``rows`` {label: {conv1..conv5: top1 %}}, ``best``, ``transfer_best_top1``
+= best layer of the first model, ``settings``, sizes, timings), ``report.md`` / ``report.html`` (table shaped
+like Tables 5.4/5.5 and a plot like Fig. 5.4), ``transfer.png``; all logged to MLflow when a run is active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from chromaflow import tracking
+from chromaflow.io import atomic_path, read_json, write_json, write_text
+from chromaflow.logs import progress
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+TARGET_DIM = 9216  # thesis: 9,600 (conv1, 3, 4) / 9,216 (conv2, 5)
+DEFAULT_WD = (1e-3, 1e-2, 1e-1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SQUEEZE_TAPS = {1: "conv1", 4: "conv2", 7: "conv3", 10: "conv4", 12: "conv5"}  # features[i] output -> column
+
+
+# ------------------------------------------------------------------------------------------ the probe
+
+
+@dataclass
+class LinearProbe:
+    """Multinomial logistic regression on standardized features: ``logits = ((x - mean) / std) @ W.T + b``."""
+
+    weight: torch.Tensor  # (K, D)
+    bias: torch.Tensor  # (K,)
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,)
+    wd: float
+    iterations: int
+
+    def logits(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(x).to(self.weight.device, torch.float32)
+        return ((x - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        return self.logits(x).argmax(1)
+
+    def score(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+        """Top-1 accuracy in [0, 1]."""
+        y = torch.as_tensor(y, device=self.weight.device)
+        return float((self.predict(x) == y).float().mean())
+
+
+def _check_xy(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(
+            f"linear probe: expected x (N, D) and y (N,) with N >= 1, got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    if y.dtype.is_floating_point or bool((y < 0).any()):
+        raise ValueError("linear probe: y must hold non-negative integer class indices")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("linear probe: x contains NaN or infinite values")
+    return x, y.long()
+
+
+def fit_linear_probe(
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    n_classes: int | None = None,
+    *,
+    wd: float = 1e-2,
+    max_iter: int = 200,
+    device: str | torch.device | None = None,
+) -> LinearProbe:
+    """Fit one multinomial logistic-regression layer by full-batch L-BFGS.
+
+    Args:
+        x: features ``(N, D)`` (any float dtype; computed in float32), y: class indices ``(N,)`` in [0, K).
+        n_classes: K (default ``y.max() + 1``).
+        wd: L2 penalty on W (not b): minimizes ``mean_i CE_i + wd/2 ||W||^2``.
+        max_iter: L-BFGS iterations (strong-Wolfe line search; stops earlier at gradient tolerance).
+    """
+    x, y = _check_xy(x, y)
+    dev = torch.device(device) if device else torch.device("cpu")
+    k = int(n_classes if n_classes is not None else int(y.max()) + 1)
+    if k < 2 or int(y.max()) >= k:
+        raise ValueError(
+            f"linear probe: need >= 2 classes and labels below n_classes, got K={k}, max label {int(y.max())}"
+        )
+    x = x.to(dev, torch.float32)
+    y = y.to(dev)
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant (e.g. dead ReLU) dims stay 0
+    xs = (x - mean) / std
+    w = torch.zeros(k, x.shape[1], device=dev, requires_grad=True)
+    b = torch.zeros(k, device=dev, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-10)  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(xs @ w.T + b, y) + 0.5 * wd * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    iters = int(opt.state[opt._params[0]].get("n_iter", 0))
+    return LinearProbe(w.detach(), b.detach(), mean, std, wd=float(wd), iterations=iters)
+
+
+def select_and_fit(
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    n_classes: int,
+    *,
+    wds: Sequence[float] = DEFAULT_WD,
+    holdout: float = 0.2,
+    max_iter: int = 200,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> LinearProbe:
+    """Pick ``wd`` by accuracy on a stratified-by-chance held-out ``holdout`` share of ``(x, y)`` (ties: larger
+    ``wd``), then refit on all of it. One ``wd``: fit directly."""
+    x, y = _check_xy(x, y)
+    wds = sorted(set(float(v) for v in wds))
+    if not wds or min(wds) < 0:
+        raise ValueError(f"linear probe: wd values must be >= 0, got {wds}")
+    if len(wds) > 1:
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        n_hold = max(1, int(round(holdout * len(y))))
+        hold, fit = perm[:n_hold], perm[n_hold:]
+        scores = {}
+        for v in wds:
+            p = fit_linear_probe(x[fit], y[fit], n_classes, wd=v, max_iter=max_iter, device=device)
+            scores[v] = p.score(x[hold], y[hold])
+        best = max(scores.values())
+        chosen = max(v for v, s in scores.items() if s == best)
+        log.debug("probe wd selection %s -> %g", scores, chosen)
+    else:
+        chosen = wds[0]
+    return fit_linear_probe(x, y, n_classes, wd=chosen, max_iter=max_iter, device=device)
+
+
+# -------------------------------------------------------------------------------------- extractors
+
+
+@dataclass
+class Extractor:
+    """A frozen network as ``fn(rgb uint8 (B, 3, S, S) on device) -> {conv1..conv5: (B, C, h, w)}``."""
+
+    fn: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    key: str  # identifies the weights (sha256 of the file, or the random spec + seed)
+    kind: str
+
+
+def _lab_input(rgb: torch.Tensor) -> torch.Tensor:
+    from chromaflow import color
+
+    return color.rgb_to_lab(rgb)
+
+
+def _splitbrain_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    from chromaflow.models.splitbrain import normalize_lab
+
+    return lambda rgb: model.layer_features(normalize_lab(_lab_input(rgb)))
+
+
+def _eccv16_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    c = model.config["contract"]
+
+    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (_lab_input(rgb)[:, :1] - c["l_cent"]) / c["l_norm"]
+        out = {}
+        for name in LAYERS:
+            x = out[name] = getattr(model, name)(x)
+        return out
+
+    return fn
+
+
+def _siggraph17_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    c = model.config["contract"]
+
+    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        lum = (_lab_input(rgb)[:, :1] - c["l_cent"]) / c["l_norm"]
+        b, _, h, w = lum.shape
+        x = torch.cat([lum, lum.new_zeros(b, 2, h, w), lum.new_zeros(b, 1, h, w) - c["mask_cent"]], 1)
+        out = {"conv1": model.conv1(x)}
+        out["conv2"] = model.conv2(out["conv1"][:, :, ::2, ::2])
+        out["conv3"] = model.conv3(out["conv2"][:, :, ::2, ::2])
+        out["conv4"] = model.conv4(out["conv3"][:, :, ::2, ::2])
+        out["conv5"] = model.conv5(out["conv4"])
+        return out
+
+    return fn
+
+
+def _squeezenet_fn(model: torch.nn.Module, size: int) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = rgb.float() / 255.0
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = x.new_tensor(IMAGENET_MEAN)[:, None, None]
+        std = x.new_tensor(IMAGENET_STD)[:, None, None]
+        x = (x - mean) / std
+        out = {}
+        for i, layer in enumerate(model.features[: max(SQUEEZE_TAPS) + 1]):
+            x = layer(x)
+            if i in SQUEEZE_TAPS:
+                out[SQUEEZE_TAPS[i]] = x
+        return out
+
+    return fn
+
+
+MODEL_FNS = {"splitbrain": _splitbrain_fn, "eccv16": _eccv16_fn, "siggraph17": _siggraph17_fn}
+
+
+def _parse_kwargs(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        if "=" not in part:
+            raise ValueError(f"--model random spec: expected k=v, got {part!r}")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def load_extractor(spec: str, *, device: torch.device, seed: int = 0, reference_size: int = 128) -> Extractor:
+    """Build the frozen extractor of a model ``spec`` (see the module docstring)."""
+    import chromaflow.models.siggraph17  # noqa: F401  (register their models until registry._BUILTIN lists them)
+    import chromaflow.models.splitbrain  # noqa: F401
+    from chromaflow.models import create_model, load_weights, sha256_file
+
+    if spec.startswith("random:"):
+        name, _, kw = spec[len("random:") :].partition(":")
+        torch.manual_seed(seed)
+        model = create_model(name, **_parse_kwargs(kw))
+        key = hashlib.sha256(f"{spec}|seed={seed}".encode()).hexdigest()
+    elif spec.startswith("squeezenet1_1:"):
+        import torchvision
+
+        path = spec.split(":", 1)[1]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--model {spec}: {path} does not exist")
+        model = torchvision.models.squeezenet1_1()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+        key = sha256_file(path) + f"|size={reference_size}"
+        return Extractor(_squeezenet_fn(model.to(device).eval(), reference_size), key, "squeezenet1_1")
+    else:
+        if not Path(spec).is_file():
+            raise FileNotFoundError(
+                f"--model: {spec} does not exist (a .safetensors file, random:NAME or squeezenet1_1:PATH)"
+            )
+        model = load_weights(spec)
+        key = sha256_file(spec)
+    name = model.config["name"]
+    if name not in MODEL_FNS:
+        raise ValueError(
+            f"--model {spec}: no named conv1..conv5 layers known for model {name!r} (known: {sorted(MODEL_FNS)})"
+        )
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Extractor(MODEL_FNS[name](model), key, name)
+
+
+def resized_side(channels: int, side: int, target_dim: int = TARGET_DIM) -> int:
+    """``X_d`` of Table 5.3: the side giving ``X_d^2 C ~ target_dim``, never above the map's own ``side``."""
+    return max(1, min(side, round(math.sqrt(target_dim / channels))))
+
+
+def resize_features(fmap: torch.Tensor, target_dim: int = TARGET_DIM) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, C * X_d^2)`` by anti-aliased bilinear resizing to ``X_d x X_d`` (see
+    :func:`resized_side`; non-square maps use their smaller side)."""
+    if fmap.ndim != 4:
+        raise ValueError(f"resize_features: expected (B, C, h, w), got {tuple(fmap.shape)}")
+    side = resized_side(fmap.shape[1], min(fmap.shape[-2:]), target_dim)
+    if fmap.shape[-2:] != (side, side):
+        fmap = F.interpolate(fmap.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+    return fmap.flatten(1)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def probe_subset(ds: Any, classes: Sequence[str], per_class: int | None) -> list[int]:
+    """Indices of ``ds`` (has ``ids`` and ``label_of``) with a label in ``classes``: at most ``per_class`` per
+    class, the first by sorted id (deterministic)."""
+    keep = set(classes)
+    order = sorted((i for i, lab in enumerate(ds.label_of) if lab in keep), key=lambda i: ds.ids[i])
+    counts: dict[str, int] = {}
+    out = []
+    for i in order:
+        lab = ds.label_of[i]
+        if per_class is None or counts.get(lab, 0) < per_class:
+            counts[lab] = counts.get(lab, 0) + 1
+            out.append(i)
+    return out
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+
+
+@torch.no_grad()
+def extract(
+    ex: Extractor, ds: Any, idx: Sequence[int], *, batch_size: int, target_dim: int, device: torch.device, desc: str
+) -> dict[str, np.ndarray]:
+    """float16 ``(N, D_l)`` features per layer for items ``idx`` of ``ds``."""
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in LAYERS}
+    starts = range(0, len(idx), batch_size)
+    for s in progress(starts, total=len(starts), desc=desc):
+        rgb = torch.stack([ds[i]["rgb"] for i in idx[s : s + batch_size]]).to(device)
+        feats = ex.fn(rgb)
+        for name in LAYERS:
+            chunks[name].append(resize_features(feats[name].float(), target_dim).cpu().numpy().astype(np.float16))
+    return {name: np.concatenate(c) for name, c in chunks.items()}
+
+
+def cached_features(
+    ex: Extractor, label: str, sets: Mapping[str, tuple[Any, list[int]]], root: Path, settings_key: str,
+    labels: Mapping[str, np.ndarray], **kw: Any,
+) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """Features ``{split: {layer: (N, D)}}``, read from ``root/<hash>/`` when present, else extracted and cached
+    (``<split>-<layer>.npy`` float16 and ``<split>-labels.npy`` class indices)."""
+    key = hashlib.sha256(f"{ex.key}|{settings_key}".encode()).hexdigest()[:16]
+    folder = root / key
+    meta = folder / "meta.json"
+    files = {(s, name): folder / f"{s}-{name}.npy" for s in sets for name in LAYERS}
+    if meta.is_file() and all(f.is_file() for f in files.values()):
+        log.info("%s: cached features %s", label, folder)
+        return {s: {name: np.load(files[s, name]) for name in LAYERS} for s in sets}
+    out = {}
+    for s, (ds, idx) in sets.items():
+        out[s] = extract(ex, ds, idx, desc=f"features {label} {s}", **kw)
+        for name in LAYERS:
+            _save_npy(files[s, name], out[s][name])
+        _save_npy(folder / f"{s}-labels.npy", np.asarray(labels[s], dtype=np.int64))
+    write_json(meta, {"label": label, "model_key": ex.key, "kind": ex.kind, "settings": settings_key,
+                      "dims": {name: int(out[next(iter(sets))][name].shape[1]) for name in LAYERS}})  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the step
+
+
+def _parse_models(models: Any) -> dict[str, str]:
+    if isinstance(models, Mapping):
+        items = list(models.items())
+    else:
+        items = []
+        for m in [models] if isinstance(models, str) else list(models):
+            label, sep, spec = m.partition("=")
+            if not sep:
+                label, spec = Path(m).parent.name or m, m
+            elif ":" in label or "/" in label:  # "random:x:k=v" or a path with "=" in it
+                label, spec = m, m
+            items.append((label.strip(), spec.strip()))
+    if not items:
+        raise ValueError("transfer: give at least one --model LABEL=SPEC")
+    labels = [lab for lab, _ in items]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"transfer: model labels must be unique, got {labels}")
+    return dict(items)
+
+
+def plot_transfer(rows: Mapping[str, Mapping[str, float]], groups: Mapping[str, Sequence[str]] | None = None,
+                  title: str = "") -> bytes:  # fmt: skip
+    """PNG of top-1 vs layer, one line per method (Fig. 5.4), one panel per group (default: one panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chromaflow.evaluate.report import figure_png
+
+    groups = dict(groups) if groups else {title or "all methods": list(rows)}
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, (name, members) in zip(axes[0], groups.items(), strict=True):
+        for label in members:
+            if label in rows:
+                ax.plot(range(1, len(LAYERS) + 1), [rows[label].get(n) for n in LAYERS], marker="o", label=label)
+        ax.set_xticks(range(1, len(LAYERS) + 1), LAYERS)
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return figure_png(fig)
+
+
+def transfer(
+    models: Any,
+    data: str | Path,
+    out: str | Path,
+    *,
+    classes: int | Sequence[str] | None = None,
+    train_per_class: int | None = None,
+    val_per_class: int | None = None,
+    size: int = 64,
+    target_dim: int = TARGET_DIM,
+    wd: Sequence[float] = DEFAULT_WD,
+    max_iter: int = 200,
+    batch_size: int = 64,
+    reference_size: int = 128,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    title: str = "Transfer: linear classifiers on frozen features",
+    device: str | None = None,
+    seed: int = 0,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The ``transfer`` step: per model and layer, fit a linear probe on the train split, score the val split.
+
+    Args:
+        models: ``"LABEL=SPEC"`` strings, a list of them, or ``{label: spec}`` (first = primary model).
+        data: a ``chromaflow prepare`` folder with labelled ``train`` and ``val`` splits.
+        classes: an int N (first N labels of the train split, sorted) or explicit label names (default all).
+        train_per_class, val_per_class: caps per class (first by sorted id).
+        size: image side fed to the networks (val-style resize of the short side + centre crop).
+        target_dim, wd, max_iter: feature size and probe settings (see the module docstring).
+        groups: ``{panel title: [labels]}`` for the plot.
+    Returns the metrics dict (also ``out/metrics.json``).
+    """
+    from chromaflow.data import ShardDataset
+
+    specs = _parse_models(models)
+    out = Path(out)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"--data: {data} is not a folder")
+    for n, v in (("size", size), ("target_dim", target_dim), ("max_iter", max_iter), ("batch_size", batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"transfer: {n} must be a positive int, got {v!r}")
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train_ds = ShardDataset(data, split="train", crop=size, train=False)
+    val_ds = ShardDataset(data, split="val", crop=size, train=False)
+    names = train_ds.labels if classes is None or isinstance(classes, int) else sorted(classes)
+    names = names[:classes] if isinstance(classes, int) else names
+    missing = sorted(set(names) - set(train_ds.labels))
+    if missing or len(names) < 2:
+        raise ValueError(f"transfer: need >= 2 classes present in the train split of {data}; missing {missing[:5]}")
+    index = {c: i for i, c in enumerate(names)}
+    sets = {"train": (train_ds, probe_subset(train_ds, names, train_per_class)),
+            "val": (val_ds, probe_subset(val_ds, names, val_per_class))}  # fmt: skip
+    if not sets["val"][1]:
+        raise ValueError(f"transfer: the val split of {data} has no images of the chosen classes")
+    y = {s: np.array([index[ds.label_of[i]] for i in idx]) for s, (ds, idx) in sets.items()}
+    manifest = read_json(Path(data) / "manifest.json")
+    settings = {"data_fingerprint": manifest.get("fingerprint"), "classes": names, "train_per_class": train_per_class,
+                "val_per_class": val_per_class, "size": size, "target_dim": target_dim}  # fmt: skip
+    settings_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    probe_settings = {"wd": sorted(float(v) for v in wd), "max_iter": max_iter, "seed": seed}
+    done = out / "metrics.json"
+    run_key = hashlib.sha256(json.dumps([settings_key, probe_settings, specs], sort_keys=True).encode()).hexdigest()
+    if done.is_file() and not force and read_json(done).get("run_key") == run_key:
+        log.info("transfer: %s is up to date (same models and settings): nothing to do", done)
+        return read_json(done)
+
+    log.info("transfer: %d classes, %d train / %d val images, %d model(s)", len(names), len(y["train"]),
+             len(y["val"]), len(specs))  # fmt: skip
+    rows: dict[str, dict[str, float]] = {}
+    detail: dict[str, dict[str, Any]] = {}
+    timing: dict[str, dict[str, float]] = {}
+    for label, spec in specs.items():
+        t0 = time.perf_counter()
+        ex = load_extractor(spec, device=dev, seed=seed, reference_size=reference_size)
+        feats = cached_features(ex, label, sets, out / "features", settings_key, y, batch_size=batch_size,
+                                target_dim=target_dim, device=dev)  # fmt: skip
+        t1 = time.perf_counter()
+        rows[label], detail[label] = {}, {}
+        for name in LAYERS:
+            xtr = torch.from_numpy(feats["train"][name].astype(np.float32))
+            probe = select_and_fit(xtr, y["train"], len(names), wds=wd, max_iter=max_iter, seed=seed, device=dev)
+            acc = 100.0 * probe.score(feats["val"][name].astype(np.float32), y["val"])
+            rows[label][name] = acc
+            detail[label][name] = {"top1": acc, "dim": int(xtr.shape[1]), "wd": probe.wd, "iterations": probe.iterations,
+                                   "train_top1": 100.0 * probe.score(xtr, y["train"])}  # fmt: skip
+            log.info("%s %s: top-1 %.1f%% (dim %d, wd %g)", label, name, acc, xtr.shape[1], probe.wd)
+        timing[label] = {"features_s": t1 - t0, "probes_s": time.perf_counter() - t1}
+
+    best = {lab: max(r.items(), key=lambda kv: kv[1]) for lab, r in rows.items()}
+    primary = next(iter(specs))
+    metrics = {
+        "rows": rows,
+        "best": {lab: {"layer": layer, "top1": acc} for lab, (layer, acc) in best.items()},
+        "transfer_best_top1": best[primary][1],
+        "primary": primary,
+        "models": specs,
+        "detail": detail,
+        "settings": {**settings, **probe_settings, "resize": "bilinear, antialias", "device": str(dev)},
+        "n_train": len(y["train"]),
+        "n_val": len(y["val"]),
+        "chance_top1": 100.0 / len(names),
+        "timing": timing,
+        "run_key": run_key,
+    }
+    _write_reports(out, metrics, plot_transfer(rows, groups, title), title)
+    write_json(done, metrics)
+    tracking.log_metrics({"transfer_best_top1": metrics["transfer_best_top1"],
+                          **{f"transfer_{name}_top1": rows[primary][name] for name in LAYERS}})  # fmt: skip
+    for f in ("metrics.json", "report.md", "report.html", "transfer.png"):
+        tracking.log_artifact(out / f)
+    return metrics
+
+
+def _write_reports(out: Path, m: Mapping[str, Any], png: bytes, title: str) -> None:
+    import html
+
+    from chromaflow.evaluate.report import html_page, html_table, markdown_table, png_data_uri
+
+    cols = ["method", *LAYERS]
+    table = [{"method": lab, **r} for lab, r in m["rows"].items()]
+    note = (f"{len(m['settings']['classes'])}-way, {m['n_train']} train / {m['n_val']} val images, "
+            f"chance {m['chance_top1']:.1f}%; features resized to ~{m['settings']['target_dim']} dims "
+            f"(bilinear, anti-aliased); L-BFGS logistic regression, wd from {m['settings']['wd']}.")  # fmt: skip
+    with atomic_path(out / "transfer.png") as tmp:
+        tmp.write_bytes(png)
+    md = f"# {title}\n\nTop-1 (%) per layer. {note}\n\n{markdown_table(table, cols, digits=1)}\n![transfer](transfer.png)\n"
+    write_text(out / "report.md", md)
+    write_text(out / "report.html", html_page(title, [
+        ("Top-1 (%) per layer", f"<p>{html.escape(note)}</p>" + html_table(table, cols, digits=1)),
+        ("Figure (like thesis Fig. 5.4)", f"<img src='{png_data_uri(png)}' alt='top-1 per layer'>"),
+    ]))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="LABEL=SPEC",
+                        help="LABEL=weights.safetensors | LABEL=random:NAME[:k=v,...] | LABEL=squeezenet1_1:PATH "
+                        "(repeat; the first is the primary model)")  # fmt: skip
+    parser.add_argument("--data", required=True, help="prepared data folder with labelled train and val splits")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--classes", type=int, help="use the first N labels (sorted) of the train split")
+    parser.add_argument("--train-per-class", type=int, help="cap on train images per class")
+    parser.add_argument("--val-per-class", type=int, help="cap on val images per class")
+    parser.add_argument("--size", type=int, default=64, help="image side fed to the networks, px")
+    parser.add_argument("--target-dim", type=int, default=TARGET_DIM, help="features per layer after resizing")
+    parser.add_argument("--wd", type=float, nargs="+", default=list(DEFAULT_WD), help="L2 penalties to select from")
+    parser.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations per probe")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--reference-size", type=int, default=128, help="input side of the SqueezeNet reference")
+    parser.add_argument("--group", action="append", default=[], metavar="TITLE=LABEL;LABEL",
+                        help="a panel of the figure: labels separated by ';' (repeat); default one panel")  # fmt: skip
+    parser.add_argument("--title", default="Transfer: linear classifiers on frozen features")
+    parser.add_argument("--device", help="cpu | cuda | mps (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="recompute even if out/metrics.json is up to date")
+
+
+def main(args: argparse.Namespace) -> int:
+    groups = {}
+    for g in args.group:
+        t, sep, members = g.partition("=")
+        if not sep:
+            log.error("transfer: --group expects TITLE=LABEL;LABEL, got %r", g)
+            return 2
+        groups[t] = [s.strip() for s in members.split(";") if s.strip()]  # labels may hold commas: "(cl,cl)"
+    try:
+        m = transfer(args.model, args.data, args.out, classes=args.classes, train_per_class=args.train_per_class,
+                     val_per_class=args.val_per_class, size=args.size, target_dim=args.target_dim, wd=args.wd,
+                     max_iter=args.max_iter, batch_size=args.batch_size, reference_size=args.reference_size,
+                     groups=groups or None, title=args.title, device=args.device, seed=args.seed, force=args.force)  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        log.error("transfer: %s", e)
+        return 2
+    for lab, b in m["best"].items():
+        print(f"{lab}: best {b['layer']} {b['top1']:.1f}%")
+    return 0
