@@ -123,3 +123,52 @@ def test_soft_cross_entropy_exceptions():
         soft_cross_entropy(logits, torch.zeros(1, 5, 3, 2, dtype=torch.long), torch.zeros(1, 5, 3, 2))
     with pytest.raises(ValueError, match="pixel_weight"):
         soft_cross_entropy(logits, idx, torch.zeros(1, 5, 2, 2), pixel_weight=torch.ones(2, 2))
+
+
+def _hard_points(seed: int) -> torch.Tensor:
+    """ab on and around the places where the fine lookup is delicate, as (1, 2, n, 1) float64.
+
+    Lattice points and half-lattice points (many bisectors meet there: the sort fallback), fine-cell edges
+    (the cell index rounds either way), and tiny perturbations of all of them (near-ties).
+    """
+    g = torch.Generator().manual_seed(seed)
+    lattice = torch.arange(-110, 111, 5, dtype=torch.float64)  # bin centres and their midpoints
+    a, b = torch.meshgrid(lattice, lattice, indexing="ij")
+    pts = [torch.stack((a.reshape(-1), b.reshape(-1)), 1)]
+    edges = -110 + 220 * torch.arange(0, 332, 7, dtype=torch.float64) / 331  # fine-cell edges
+    pts.append(torch.stack((edges, edges.flip(0)), 1))
+    pts.append(torch.stack((edges, torch.rand(edges.shape, generator=g, dtype=torch.float64) * 220 - 110), 1))
+    base = torch.cat(pts)
+    for scale in (1e-12, 1e-7, 1e-3, 0.3):
+        pts.append(base + torch.randn(base.shape, generator=g, dtype=torch.float64) * scale)
+    x = torch.cat(pts)
+    return x.T.reshape(1, 2, -1, 1).contiguous()
+
+
+@pytest.mark.parametrize("k", [2, 3, 8, 16, 17])
+def test_soft_matches_brute_force_where_the_lookup_is_delicate(k):
+    """Ties, near-ties, cell edges and the sort fallback, on both sides of the fine-table limit (k <= 16)."""
+    ab = _hard_points(k)
+    idx, w = encode_soft(ab, k=k)
+    ridx, rw = _brute(ab, k)
+    np.testing.assert_array_equal(_flat(idx), ridx)
+    np.testing.assert_allclose(_flat(w), rw, atol=1e-6)
+
+
+def test_soft_batched_float32_with_fallback_pixels_in_every_image():
+    ab = torch.cat([_hard_points(1), _hard_points(2) * 0.5, _random_ab(_hard_points(0).shape[2], seed=4)[:1]])
+    ab = ab.float()  # (3, 2, n, 1): sort-fallback pixels in each image must land in their own image
+    idx, w = encode_soft(ab, k=SOFT_K_REFERENCE)
+    ridx, rw = _brute(ab, SOFT_K_REFERENCE)
+    assert w.dtype == torch.float32
+    np.testing.assert_array_equal(_flat(idx), ridx)
+    np.testing.assert_allclose(_flat(w), rw, atol=1e-6)
+    np.testing.assert_array_equal(encode_hard(ab).reshape(-1).numpy(), ridx[:, 0])
+
+
+def test_lookup_tables_stay_small():
+    from chromaflow.color import encode as enc
+
+    for k in (1, SOFT_K_PAPER, SOFT_K_REFERENCE):
+        size = sum(t.nbytes for t in enc._rank_tables_np(k))
+        assert size < 8 * 2**20, f"k={k}: {size / 2**20:.1f} MB of lookup tables"

@@ -175,3 +175,11 @@ def test_module_equals_function():
     lab = rgb_to_lab(rgb)
     torch.testing.assert_close(LabToRgb()(lab), lab_to_rgb(lab))
     torch.testing.assert_close(LabToRgb(clip=False)(lab), lab_to_rgb(lab, clip=False))
+
+
+def test_uint8_non_contiguous_input():
+    """A channels-last image viewed as (B, 3, H, W) (what permute gives) converts like its contiguous copy."""
+    hwc = torch.randint(0, 256, (1, 17, 23, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = hwc.permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    torch.testing.assert_close(rgb_to_lab(x), rgb_to_lab(x.contiguous()), rtol=0, atol=0)

@@ -1,26 +1,38 @@
 """ab -> bin targets: hard (nearest bin) and soft (Gaussian over the k nearest bins), without dense targets.
 
-Neither encoder builds a ``(pixels, Q)`` matrix. Both use an O(1) lookup: the ab square [-110, 110]^2 is
-cut into ``CELL x CELL`` cells and, once per ``k`` and device, every cell gets the list of bins that can
-be among the k nearest of *any* point of the (closed) cell: with ``R`` the k-th smallest over bins of the
-largest bin-to-cell distance, a bin is a candidate iff its smallest distance to the cell is <= R (at least
-k bins lie within R of every point of the cell, so no other bin can be among its k nearest). A pixel then
-compares itself with its cell's few candidates only (at most 4 / 12 / 16 for k = 1 / 5 / 10).
+Neither encoder builds a ``(pixels, Q)`` matrix, and the soft one does not sort either. Two lookup grids over
+the ab square [-110, 110]^2, built once per ``k`` (lazily, cached; a few MB):
+
+* fine cells (331 x 331, side ~0.66; k <= 16): every cell lists the bins that can be among the k nearest of
+  some point of the (closed) cell, and for every pair of them whether one is closer than the other all over
+  the cell (the difference of two squared distances is affine in the point, so its extremes over the cell
+  are at the corners) or the pair is *undecided* (their bisector crosses the cell). A pixel's rank of a
+  candidate is then the count of candidates certainly closer plus the undecided pairs it loses, compared
+  from its own distances: at most 8 comparisons, no sort. Cells with more undecided pairs (~3%, around the
+  points where many bisectors meet) fall back to:
+* coarse cells (``CELL x CELL``): with ``R`` the k-th smallest over bins of the largest bin-to-cell distance,
+  a bin is a candidate iff its smallest distance to the cell is <= R (at least k bins lie within R of every
+  point of the cell); the candidates (at most 4 / 12 / 16 for k = 1 / 5 / 10) are stably sorted by distance.
 
 Exactness: distances are computed in float64 (float32 on MPS, which has no float64), so the result
 equals brute-force k-nearest-neighbours in float64. Ties (equal distances, e.g. ab exactly on a cell
-border) are broken by the lower bin index, which makes the output deterministic.
+border) are broken by the lower bin index, which makes the output deterministic. (A pair is "decided" in a
+fine cell only with a margin of 1e-6 in squared distance over a cell enlarged by 1e-9, far above rounding.)
 
 Out of range: ab is clamped to [AB_MIN, -AB_MIN] = [-110, 110] per channel before encoding (for both the
 lookup and the distances). sRGB colours never need it (their ab lies in [-87, 99] x [-108, 95]).
 
 Weights (soft): ``w_j = exp(-d_j^2 / (2 sigma^2)) / sum_i exp(-d_i^2 / (2 sigma^2))`` over the k nearest,
 as in the original colorization code (thesis footnote 3: sigma = 5; k = 5 in the text, 10 in the code).
+
+CPU: pixels go in chunks small enough that every op runs on its calling thread (see :func:`_chunk_size`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,11 +44,16 @@ from chromaflow.color.gamut import ab_bins_numpy
 
 __all__ = ["encode_hard", "encode_soft", "soft_cross_entropy", "CELL"]
 
-CELL = 2.0  # side of the lookup cells in ab units (110 x 110 cells over [-110, 110]^2)
+CELL = 2.0  # side of the coarse lookup cells in ab units (110 x 110 cells over [-110, 110]^2): sort path
 _AB_MAX = -AB_MIN
 _N_CELLS = int(round((_AB_MAX - AB_MIN) / CELL))
-_FAR = 1.0e4  # coordinate of the padding "bin" (never among the k nearest)
-_CHUNK = 1 << 13  # pixels per chunk: keeps the (chunk, M) temporaries cache-resident (~1 MB)
+_FINE_N = 331  # fine cells per axis (side 220 / 331 ~ 0.66): prime, so no inner edge lies on a bisector x = 5 mod 10
+_FINE_PAIRS = 8  # undecided pairs a fine cell may have (more: its pixels take the sort path, ~5% of a photo's pixels)
+_FINE_MAX_K = 16  # larger k: the sort path only
+_PAD = 1e-9  # fine cells are taken this much larger on each side: robust to the rounding of the cell index
+_EPS = 1e-6  # a pair is "decided" in a cell if their squared distances differ by more than this all over it
+_FAR = 1.0e4  # coordinate of the padding "bin" Q (never among the k nearest)
+_PARALLEL_GRAIN = 32768  # torch's at::internal::GRAIN_SIZE: smaller CPU ops run on the calling thread
 
 
 def _check_ab(ab: object) -> Tensor:
@@ -51,9 +68,15 @@ def _check_ab(ab: object) -> Tensor:
     return ab
 
 
+def _check_k(k: object) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= Q:
+        raise ValueError(f"k: expected an int in [1, {Q}], got {k!r}")
+    return k
+
+
 @functools.cache
 def _candidate_table_np(k: int) -> np.ndarray:
-    """``(N_CELLS * N_CELLS, M)`` int64 candidate bins per cell, ascending, padded with Q (the far bin)."""
+    """``(N_CELLS * N_CELLS, M)`` int64 candidate bins per coarse cell, ascending, padded with Q (the far bin)."""
     pts = ab_bins_numpy()
     lo = AB_MIN + CELL * np.arange(_N_CELLS) - 1e-6  # cells a hair larger than they are: robust to rounding
     hi = lo + CELL + 2e-6
@@ -68,18 +91,102 @@ def _candidate_table_np(k: int) -> np.ndarray:
     dmin2 = (amin**2)[:, None, :] + (bmin**2)[None, :, :]  # (cells_a, cells_b, Q)
     dmax2 = (amax**2)[:, None, :] + (bmax**2)[None, :, :]
     r2 = np.partition(dmax2, k - 1, axis=-1)[..., k - 1 : k]
-    cand = (dmin2 <= r2).reshape(_N_CELLS * _N_CELLS, Q)
-    m = int(cand.sum(1).max())
-    table = np.full((cand.shape[0], m), Q, dtype=np.int64)
-    for i, row in enumerate(cand):
-        nz = np.flatnonzero(row)
-        table[i, : nz.size] = nz
-    return table
+    return _compact((dmin2 <= r2).reshape(_N_CELLS * _N_CELLS, Q), np.arange(Q), Q, extra=0)
+
+
+def _compact(mask: np.ndarray, values: np.ndarray, pad: int, extra: int) -> np.ndarray:
+    """Rows of ``values[j]`` for the True ``j`` of each row of ``mask`` (in order), padded with ``pad``.
+
+    ``values`` is ``(cols,)`` (the same for every row) or ``(rows, cols)``; ``extra`` padding columns are
+    added beyond the longest row.
+    """
+    r, j = np.nonzero(mask)  # row-major: grouped by row, ascending j
+    counts = mask.sum(1)
+    slot = np.arange(r.size) - (np.cumsum(counts) - counts)[r]
+    out = np.full((mask.shape[0], int(counts.max()) + extra), pad, dtype=np.int64)
+    out[r, slot] = values[j] if values.ndim == 1 else values[r, j]
+    return out
 
 
 @functools.cache
-def _lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Per cell: candidate bins ``(cells, M)`` long and their a and b coordinates ``(cells, M)`` in ``dtype``."""
+def _rank_tables_np(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per fine cell: cand ``(cells, W)`` int16, base ``(cells, W + 1)`` int8 (last: ok), pairs ``(cells, 2P)`` int8.
+
+    ``cand``: the bins that are among the k nearest of some point of the cell, ascending, padded with Q. For each candidate j, every other candidate i is either closer than j
+    all over the cell, farther all over it (by more than _EPS in squared distance: the difference is affine in
+    the point, so its extremes over the cell are at the corners), or *undecided*. ``base[j]`` counts the
+    candidates certainly closer than j plus the undecided pairs (j, q) with q > j. ``pairs`` lists the undecided
+    pairs (p < q, positions in ``cand``) as (p_1..p_P, q_1..q_P), padded with (0, 0). A pixel's rank of
+    j is then ``base[j] + sum over pairs (p, j) of [d_p <= d_q] - sum over pairs (j, q) of [d_j <= d_q]``: the
+    number of candidates before j in the stable order (ties to the lower index). ``ok`` is False for cells with
+    more than P undecided pairs (their pixels take the sort path); it is the last column of ``base``.
+    """
+    n, P = _FINE_N, _FINE_PAIRS
+    c = (_AB_MAX - AB_MIN) / n
+    h = c / 2 + _PAD
+    pts = ab_bins_numpy()
+    centre = AB_MIN + c * (np.arange(n) + 0.5)
+    ci, cj = np.divmod(np.arange(n * n), n)  # per fine cell: its a and b index
+
+    def axis(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (n, Q + 1) squared min/max distance on one axis
+        dist = np.abs(centre[:, None] - col[None])
+        inf = np.full((n, 1), np.inf)
+        return np.concatenate([np.maximum(dist - h, 0.0) ** 2, inf], 1), np.concatenate([(dist + h) ** 2, inf], 1)
+
+    amin, amax = axis(pts[:, 0])
+    bmin, bmax = axis(pts[:, 1])
+    # R^2 >= the k-th nearest squared distance of every point of the cell: the k-th smallest largest distance
+    # over any k bins, here the candidates of the coarse cell that holds the fine cell's centre
+    coarse = _candidate_table_np(k)
+    parent = np.minimum(((centre - AB_MIN) / CELL).astype(np.int64), _N_CELLS - 1)
+    rows = coarse[parent[ci] * _N_CELLS + parent[cj]]  # (cells, Mc)
+    r2 = np.partition(amax[ci[:, None], rows] + bmax[cj[:, None], rows], k - 1, axis=1)[:, k - 1]
+    cand = np.empty((n * n, Q), dtype=bool)
+    for a0 in range(0, n, 32):
+        a1 = min(n, a0 + 32)
+        dmin2 = amin[a0:a1, None, :Q] + bmin[None, :, :Q]  # (rows, n, Q)
+        cand[a0 * n : a1 * n] = (dmin2 <= r2[a0 * n : a1 * n].reshape(a1 - a0, n, 1)).reshape(-1, Q)
+    ids = _compact(cand, np.arange(Q), Q, extra=0)  # (cells, M)
+    m_all = ids.shape[1]
+    far = np.concatenate([pts, [[_FAR, _FAR]]])
+    upper = np.triu(np.ones((m_all, m_all), dtype=bool), 1)
+    keep = np.empty(ids.shape, dtype=bool)
+    base = np.empty(ids.shape, dtype=np.int64)
+    pair_c, pair_p, pair_q = [], [], []
+    for s in range(0, n * n, 4096):
+        e = min(n * n, s + 4096)
+        pa, pb = far[ids[s:e], 0], far[ids[s:e], 1]  # (nc, M)
+        dc = (pa - centre[ci[s:e], None]) ** 2 + (pb - centre[cj[s:e], None]) ** 2
+        f = dc[:, :, None] - dc[:, None, :]  # d_i - d_j at the centre
+        slack = 2 * h * (np.abs(pa[:, :, None] - pa[:, None, :]) + np.abs(pb[:, :, None] - pb[:, None, :]))
+        less = f + slack < -_EPS  # i closer than j all over the cell
+        undecided = ~less & ~(f - slack > _EPS)
+        nless = less.sum(1)
+        kp = (nless < k) & (ids[s:e] < Q)
+        und = undecided & kp[:, :, None] & kp[:, None, :] & upper
+        keep[s:e] = kp
+        base[s:e] = nless + und.sum(2)
+        r, i, j = np.nonzero(und)
+        pair_c.append(r + s), pair_p.append(i), pair_q.append(j)
+    newpos = np.cumsum(keep, 1) - 1
+    cand_t = _compact(keep, ids, Q, extra=0)
+    w = cand_t.shape[1]
+    base_t = np.concatenate([np.where(cand_t < Q, _compact(keep, base, k, extra=0), k), np.zeros((n * n, 1))], 1)
+    pc, pp, pq = np.concatenate(pair_c), np.concatenate(pair_p), np.concatenate(pair_q)
+    counts = np.bincount(pc, minlength=n * n)
+    slot = np.arange(pc.size) - (np.cumsum(counts) - counts)[pc]
+    ok = counts <= P
+    base_t[:, w] = ok
+    sel = ok[pc]
+    pairs_t = np.zeros((n * n, 2 * P), dtype=np.int64)  # padding (0, 0): adds 1 - 1
+    pairs_t[pc[sel], slot[sel]] = newpos[pc[sel], pp[sel]]
+    pairs_t[pc[sel], P + slot[sel]] = newpos[pc[sel], pq[sel]]
+    return cand_t.astype(np.int16), base_t.astype(np.int8), pairs_t.astype(np.int8)
+
+
+@functools.cache
+def _coarse_lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Per coarse cell: candidate bins ``(cells, M)`` long and their a and b coordinates ``(cells, M)``."""
     table = _candidate_table_np(k)
     centres = np.concatenate([ab_bins_numpy(), [[_FAR, _FAR]]], axis=0)  # the padding bin Q is far away
     return (
@@ -89,33 +196,96 @@ def _lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, T
     )
 
 
+@functools.cache
+def _fine_lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """The fine-cell tables on ``device`` (see :func:`_rank_tables_np`) and the bin a and b ``(Q + 1,)``."""
+    centres = torch.as_tensor(np.concatenate([ab_bins_numpy(), [[_FAR, _FAR]]]), dtype=dtype, device=device)
+    return (
+        *(torch.as_tensor(t, device=device) for t in _rank_tables_np(k)),
+        centres[:, 0].contiguous(),
+        centres[:, 1].contiguous(),
+    )
+
+
+def _chunk_size(k: int, device: torch.device, sort: bool = False) -> int:
+    """Pixels per chunk: on the CPU, every ``(chunk, width)`` temporary stays under torch's parallel grain.
+
+    On a loaded machine a multi-threaded op over such small tensors waits ~10 ms for a descheduled worker
+    (100x its work); single-threaded chunks avoid that. (For the same reason the weights use exp2: torch.exp
+    goes to MKL's VML, multi-threaded from 2048 elements.) Other devices take large chunks.
+    """
+    if device.type != "cpu":
+        return 1 << 18
+    if sort or k > _FINE_MAX_K:
+        width = _candidate_table_np(k).shape[1]
+    else:
+        width = max(_rank_tables_np(k)[1].shape[1], 2 * _FINE_PAIRS, k + 1)
+    return max(256, (_PARALLEL_GRAIN - 1) // width)
+
+
 def _dist_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _knn(ab: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """k nearest bins of ``ab (B, 2, H, W)``: (idx ``(N, k)`` long, squared distance ``(N, k)`` float64)."""
-    if not isinstance(k, int) or not 1 <= k <= Q:
-        raise ValueError(f"k: expected an int in [1, {Q}], got {k!r}")
-    dd = _dist_dtype(ab.device)
-    table, cand_a, cand_b = _lookup(k, ab.device, dd)
-    flat = ab.detach().to(dd).permute(0, 2, 3, 1).reshape(-1, 2).clamp(AB_MIN, _AB_MAX)
-    out_i, out_d = [], []
-    for start in range(0, flat.shape[0], _CHUNK):
-        x = flat[start : start + _CHUNK]
-        cell = ((x - AB_MIN) / CELL).floor().long().clamp_(0, _N_CELLS - 1)
-        cid = cell[:, 0] * _N_CELLS + cell[:, 1]
-        cand = table.index_select(0, cid)  # (n, M), ascending bin index
-        d2 = (cand_a.index_select(0, cid) - x[:, :1]).square_() + (cand_b.index_select(0, cid) - x[:, 1:]).square_()
-        # k == 1: argmin returns the first minimum, i.e. the lowest bin index on ties (like the stable sort)
-        j = d2.argmin(dim=1, keepdim=True) if k == 1 else torch.sort(d2, dim=1, stable=True).indices[:, :k]
-        out_i.append(cand.gather(1, j))
-        out_d.append(d2.gather(1, j))
-    return torch.cat(out_i), torch.cat(out_d)
+def _knn_sort(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """k nearest bins of the points ``x (n, 2)`` (clamped) by a stable sort of their coarse cell's candidates."""
+    table, cand_a, cand_b = _coarse_lookup(k, x.device, x.dtype)
+    c = ((x - AB_MIN) / CELL).long().clamp_(max=_N_CELLS - 1)  # x >= AB_MIN: long() is floor()
+    cid = c[:, 0].mul_(_N_CELLS).add_(c[:, 1])
+    cand = table.index_select(0, cid)  # (n, M), ascending bin index
+    xa, xb = x[:, :1], x[:, 1:]
+    d2 = (cand_a.index_select(0, cid) - xa).square_() + (cand_b.index_select(0, cid) - xb).square_()
+    # k == 1: argmin returns the first minimum, i.e. the lowest bin index on ties (like the stable sort)
+    j = d2.argmin(dim=1, keepdim=True) if k == 1 else torch.sort(d2, dim=1, stable=True).indices[:, :k]
+    return cand.gather(1, j), d2.gather(1, j)
 
 
-def _to_bkhw(x: Tensor, b: int, h: int, w: int) -> Tensor:
-    return x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+def _knn(x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """k nearest bins of the points ``x (n, 2)`` (clamped): idx ``(n, k)`` long, squared distances ``(n, k)``.
+
+    Nearest first, ties to the lower bin index. The third item lists the rows (``(r,)`` long, or None) whose
+    fine cell had too many undecided pairs: their idx and distances are garbage, to be redone by
+    :func:`_knn_sort` (in one batch, see :func:`encode_soft`).
+    """
+    if k > _FINE_MAX_K:
+        return *_knn_sort(x, k), None
+    cand_t, base_t, pairs_t, cen_a, cen_b = _fine_lookup(k, x.device, x.dtype)
+    n, P = _FINE_N, _FINE_PAIRS
+    c = (x - AB_MIN).mul_(n / (_AB_MAX - AB_MIN)).long().clamp_(max=n - 1)  # >= 0: long() is floor()
+    cid = c[:, 0].mul_(n).add_(c[:, 1])
+    cand = cand_t.index_select(0, cid).long()  # (m, W) kept candidates, ascending bin index
+    m, w = cand.shape
+    flat = cand.view(-1)
+    d2 = cen_a.index_select(0, flat).view(m, w).sub_(x[:, :1]).square_()
+    d2 += cen_b.index_select(0, flat).view(m, w).sub_(x[:, 1:]).square_()
+    if k == 1:  # the first minimum: the lowest bin index on ties
+        j = d2.argmin(dim=1, keepdim=True)
+        return cand.gather(1, j), d2.gather(1, j), None
+    base = base_t.index_select(0, cid).long()
+    rank, ok = base[:, :w], base[:, w]
+    pairs = pairs_t.index_select(0, cid).long()  # (m, 2P): p_1..p_P, q_1..q_P
+    dp = d2.gather(1, pairs)
+    before = torch.le(dp[:, :P], dp[:, P:], out=torch.empty_like(pairs[:, :P]))  # p before q (ties: lower p)
+    rank.scatter_add_(1, pairs[:, P:], before)
+    rank.scatter_add_(1, pairs[:, :P], before.neg_())
+    rank.clamp_(max=k)  # ranks >= k all land in the spare column k
+    idx = cand.new_empty(m, k + 1).scatter_(1, rank, cand)[:, :k]
+    dk = d2.new_empty(m, k + 1).scatter_(1, rank, d2)[:, :k]
+    return idx, dk, None if bool(ok.all()) else (ok == 0).nonzero().squeeze(1)
+
+
+def _run_chunks(fn: Callable[[int, int, int], object], b: int, hw: int, chunk: int) -> list:
+    """``[fn(image, start, stop)]`` over chunks of at most ``chunk`` pixels of each of ``b`` images.
+
+    Serial on purpose: the chunks' ops are GIL-bound at this size, so Python threads measured slower.
+    """
+    return [fn(i, s, min(hw, s + chunk)) for i in range(b) for s in range(0, hw, chunk)]
+
+
+def _flat_ab(ab: Tensor) -> Tensor:
+    """``(B, 2, H * W)`` view/copy of ``ab`` in the distance dtype (not yet clamped)."""
+    b, _, h, w = ab.shape
+    return ab.detach().to(_dist_dtype(ab.device)).reshape(b, 2, h * w)
 
 
 def encode_hard(ab: Tensor) -> Tensor:
@@ -128,8 +298,14 @@ def encode_hard(ab: Tensor) -> Tensor:
     """
     _check_ab(ab)
     b, _, h, w = ab.shape
-    idx, _ = _knn(ab, 1)
-    return idx.reshape(b, h, w)
+    x = _flat_ab(ab)
+    out = torch.empty(b, h * w, dtype=torch.long, device=ab.device)
+
+    def run(i: int, s: int, e: int) -> None:
+        out[i, s:e] = _knn(x[i, :, s:e].T.clamp(AB_MIN, _AB_MAX), 1)[0][:, 0]
+
+    _run_chunks(run, b, h * w, _chunk_size(1, ab.device))
+    return out.view(b, h, w)
 
 
 def encode_soft(ab: Tensor, k: int = SOFT_K_PAPER, sigma: float = SOFT_SIGMA) -> tuple[Tensor, Tensor]:
@@ -144,14 +320,39 @@ def encode_soft(ab: Tensor, k: int = SOFT_K_PAPER, sigma: float = SOFT_SIGMA) ->
         w ``(B, k, H, W)`` in ``ab``'s dtype, summing to 1 over k.
     """
     _check_ab(ab)
+    _check_k(k)
     if not sigma > 0:
         raise ValueError(f"sigma: expected > 0, got {sigma!r}")
     b, _, h, w = ab.shape
-    idx, d2 = _knn(ab, k)
-    # subtract the nearest distance first: the same weights after normalization, no underflow far away
-    wt = torch.exp(-(d2 - d2[:, :1]) / (2.0 * sigma**2))
-    wt = wt / wt.sum(dim=1, keepdim=True)
-    return _to_bkhw(idx, b, h, w), _to_bkhw(wt.to(ab.dtype), b, h, w)
+    x = _flat_ab(ab)
+    idx = torch.empty(b, k, h * w, dtype=torch.long, device=ab.device)
+    wt = torch.empty(b, k, h * w, dtype=ab.dtype, device=ab.device)
+    scale = 1.0 / (math.log(2.0) * 2.0 * sigma**2)  # exp(-d / (2 sigma^2)) = exp2(-d * scale)
+
+    def weights(dk: Tensor) -> Tensor:  # (m, k) -> (k, m)
+        # subtract the nearest distance first: the same weights after normalization, no underflow far away
+        g = torch.exp2((dk[:, :1] - dk).mul_(scale))  # exp2, not exp: see _chunk_size
+        return g.div_(g.sum(dim=1, keepdim=True)).T
+
+    def run(i: int, s: int, e: int) -> tuple[int, Tensor] | None:
+        ik, dk, bad = _knn(x[i, :, s:e].T.clamp(AB_MIN, _AB_MAX), k)
+        idx[i, :, s:e] = ik.T
+        wt[i, :, s:e] = weights(dk)
+        return None if bad is None else (i, bad + s)
+
+    redo = [r for r in _run_chunks(run, b, h * w, _chunk_size(k, ab.device)) if r is not None]
+    for i in range(b):  # pixels of cells with too many undecided pairs: the sort path, in one batch per image
+        pos = [p for j, p in redo if j == i]
+        if not pos:
+            continue
+        pos = torch.cat(pos)
+        chunk = _chunk_size(k, ab.device, sort=True)
+        for s in range(0, len(pos), chunk):
+            p = pos[s : s + chunk]
+            ik, dk = _knn_sort(x[i].index_select(1, p).T.clamp(AB_MIN, _AB_MAX), k)
+            idx[i].index_copy_(1, p, ik.T)
+            wt[i].index_copy_(1, p, weights(dk).to(wt.dtype))
+    return idx.view(b, k, h, w), wt.view(b, k, h, w)
 
 
 def soft_cross_entropy(logits: Tensor, idx: Tensor, w: Tensor, pixel_weight: Tensor | None = None) -> Tensor:

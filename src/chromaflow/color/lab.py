@@ -6,7 +6,10 @@ transfer curve, the sRGB->XYZ matrix of ``skimage.color.colorconv.xyz_from_rgb``
 skimage to ~1e-10 in float64 (tested exhaustively over all 2^24 uint8 colours).
 
 uint8 input takes a fast path: the sRGB linearization is a 256-entry lookup table (computed once per
-device/dtype in float64, then cast), which replaces the pow() over every pixel.
+device in float64, then cast to float32), which replaces the pow() over every pixel; the rest follows in
+float32 with the 3x3 matrices as scalar multiply-adds and the output written in place. On the CPU the
+pixels go in chunks small enough that every op stays on the calling thread (torch's parallel grain is
+32768 elements: on a loaded machine a multi-threaded op over a small tensor waits on descheduled workers).
 
 Example::
 
@@ -64,9 +67,39 @@ def _mix(x: Tensor, m: np.ndarray) -> Tensor:
 
 @functools.lru_cache(maxsize=16)
 def _srgb_lut(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(256,)``: linear light of each sRGB uint8 value (computed in float64, then cast)."""
     v = np.arange(256, dtype=np.float64) / 255.0
     lin = np.where(v > _SRGB_THRESH, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
     return torch.as_tensor(lin, dtype=dtype, device=device)
+
+
+_UINT8_CHUNK = 32767 // 3  # pixels per CPU chunk: every (3, chunk) temporary stays under the parallel grain
+
+
+def _uint8_to_lab(rgb: Tensor) -> Tensor:
+    """``(*, 3, H, W)`` uint8 -> float32 Lab, chunk by chunk (see the module docstring)."""
+    lut = _srgb_lut(rgb.device, torch.float32)
+    m = (_XYZ_FROM_RGB / _WHITE_D65[:, None]).tolist()  # white point folded into the matrix rows
+    x = rgb.reshape(-1, 3, rgb.shape[-2] * rgb.shape[-1])
+    out = torch.empty(x.shape, dtype=torch.float32, device=rgb.device)
+    hw = x.shape[-1]
+
+    def run(i: int, s: int, e: int) -> None:
+        lin = lut.index_select(0, x[i, :, s:e].int().reshape(-1)).view(3, e - s)
+        xyz = torch.empty_like(lin)
+        for row, (m0, m1, m2) in zip(xyz, m, strict=True):  # the 3x3 matrix as scalar ops: no BLAS threads
+            torch.mul(lin[0], m0, out=row).add_(lin[1], alpha=m1).add_(lin[2], alpha=m2)
+        f = torch.where(xyz > _LAB_EPS, xyz.clamp(min=_LAB_EPS).pow_(1.0 / 3.0), xyz * _LAB_KAPPA + 16.0 / 116.0)
+        o = out[i, :, s:e]
+        torch.mul(f[1], 116.0, out=o[0]).sub_(16.0)
+        torch.sub(f[0], f[1], out=o[1]).mul_(500.0)
+        torch.sub(f[1], f[2], out=o[2]).mul_(200.0)
+
+    chunk = _UINT8_CHUNK if rgb.device.type == "cpu" else max(hw, 1)
+    for i in range(x.shape[0]):
+        for s in range(0, hw, chunk):
+            run(i, s, min(hw, s + chunk))
+    return out.view(rgb.shape[:-3] + (3,) + rgb.shape[-2:])
 
 
 def srgb_to_linear(rgb: Tensor) -> Tensor:
@@ -92,8 +125,8 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     """
     _check_image(rgb, "rgb")
     if rgb.dtype == torch.uint8:
-        lin = _srgb_lut(rgb.device, torch.float32)[rgb.long()]
-    elif rgb.is_floating_point():
+        return _uint8_to_lab(rgb)
+    if rgb.is_floating_point():
         lin = srgb_to_linear(rgb)
     else:
         raise TypeError(f"rgb: expected uint8 or a floating dtype, got {rgb.dtype}")
