@@ -97,6 +97,7 @@ def ship(
     command: list[str],
     description: str = "",
     out_root: str | os.PathLike | None = None,
+    code_commit: str | None = None,
 ) -> dict[str, Any]:
     """Write ``<out_root>/<name>/`` from a finished training run: fp16 weights, card.json and MODEL_CARD.md.
 
@@ -105,6 +106,8 @@ def ship(
         evaluation: an ``evaluate`` output folder (metrics.json, report.md) of those weights, or None.
         data: the prepared training data (its manifest fingerprint is the data hash).
         command: the commands that reproduce the model, in order.
+        code_commit: the commit the model was trained at (e.g. the training run's ``chromaflow.git_commit``
+            MLflow tag); default: the current checkout's HEAD.
     Returns the card.
     """
     from chromaflow.tracking.lineage import data_hash
@@ -135,7 +138,7 @@ def ship(
         "sha256": sha,
         "bytes": size,
         "dtype": "float16",
-        "code_commit": _git_commit(),
+        "code_commit": code_commit or _git_commit(),
         "data": str(data),
         "data_hash": data_hash(data),
         "train": {
@@ -160,12 +163,15 @@ def ship(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     io.write_json(out / CARD_JSON, c)
-    io.write_text(out / CARD_MD, _card_markdown(c, description))
+    report = Path(evaluation) / "report.md" if evaluation else None
+    io.write_text(
+        out / CARD_MD, _card_markdown(c, description, report.read_text() if report and report.is_file() else "")
+    )
     log.info("shipped %s: %s (%.1f MiB, sha256 %s)", name, dst, size / 2**20, sha[:12])
     return c
 
 
-def _card_markdown(c: dict[str, Any], description: str) -> str:
+def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str:
     kw = ", ".join(f"{k}={v}" for k, v in c["kwargs"].items())
     lines = [
         f"# Model card: {c['name']}",
@@ -192,9 +198,16 @@ def _card_markdown(c: dict[str, Any], description: str) -> str:
     ]
     if c["evaluation"].get("rows"):
         lines += [
-            f"## Evaluation ({c['evaluation'].get('n_images')} held-out images; Table 2.1 / 3.1 shaped)",
+            f"## Evaluation ({c['evaluation'].get('n_images')} held-out images; Table 2.1 shaped)",
             "",
             _metrics_table(c["evaluation"]),
+            "",
+        ]
+    elif report:  # another protocol (e.g. PSNR vs revealed points): its own Markdown report, headings demoted
+        lines += [
+            "## Evaluation",
+            "",
+            "#" + report.replace("\n# ", "\n### ") if report.startswith("# ") else report,
             "",
         ]
     lines += ["Loading: `chromaflow.models.shipped.load_shipped(name)` checks the sha256 above and loads strictly."]
@@ -211,12 +224,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--description", default="", help="a paragraph for the model card")
     parser.add_argument("--out-root", help="folder of shipped models (default: weights/)")
+    parser.add_argument("--code-commit", help="commit the model was trained at (default: HEAD)")
 
 
 def main(args: argparse.Namespace) -> int:
     c = ship(
         args.name, args.train, args.evaluation, data=args.data, command=args.command,
-        description=args.description, out_root=args.out_root,
+        description=args.description, out_root=args.out_root, code_commit=args.code_commit,
     )  # fmt: skip
     print(f"shipped {c['name']}: sha256 {c['sha256']}, {c['bytes'] / 2**20:.2f} MiB")
     return 0
