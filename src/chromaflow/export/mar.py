@@ -14,6 +14,12 @@ A ``siggraph17`` (user-guided, thesis ch. 3) model gets ``guided_handler.py`` an
 instead (its default name is ``colorize_guided``); ``chromaflow serve`` registers that one archive under the
 endpoint names ``colorize_guided``, ``palette`` and ``gamut``.
 
+An LPIPS file (``chromaflow.evaluate.lpips.save_lpips``, thesis ch. 6; told apart by its ``chromaflow.lpips``
+metadata) is strictly loaded once, then packed as ``lpips.safetensors`` with ``lpips_handler.py`` and
+``lpips-model-config.yaml`` (default name ``lpips``)::
+
+    chromaflow export --weights runs/lpips/lin/lpips.safetensors --out runs/export      # -> lpips.mar
+
 The serving environment must have chromaflow installed (the Docker image does); the archive records the
 chromaflow version it was built with. Beside the archive, ``<name>.json`` repeats ``chromaflow_model.json``
 plus the archive's sha256. Re-running with the same inputs is a no-op.
@@ -63,6 +69,7 @@ class HandlerKind:
     model_config: str
     settings: Any
     default_name: str
+    weights: str = WEIGHTS  # the weights file's name inside the archive
 
 
 def handler_kind(model_name: str) -> HandlerKind:
@@ -72,6 +79,31 @@ def handler_kind(model_name: str) -> HandlerKind:
 
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
     return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
+
+
+def lpips_kind() -> HandlerKind:
+    """The :class:`HandlerKind` of an LPIPS metric file (``save_lpips``): the lpips handler, name ``lpips``."""
+    from chromaflow.serving.lpips_core import WEIGHTS_FILE, LpipsConfig
+
+    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", WEIGHTS_FILE)
+
+
+def _local_config(src: Path) -> tuple[dict[str, Any], HandlerKind]:
+    """Config and handler kind of a local weights file: a ``save_lpips`` file (checked by loading it strictly)
+    or a ``save_weights`` one; anything else raises ``ValueError`` naming the file."""
+    from chromaflow.serving.lpips_core import lpips_file_config
+
+    cfg = lpips_file_config(src)  # raises ValueError naming the file when it is not safetensors at all
+    if cfg is None:
+        config = read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
+        return config, handler_kind(str(config.get("name")))
+    from chromaflow.evaluate.lpips import load_lpips
+
+    try:
+        load_lpips(src)  # strict: every tensor present with its shape, config valid
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"export_mar: {src}: not a loadable LPIPS file ({e})") from None
+    return {**cfg, "kind": "lpips"}, lpips_kind()
 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # what torch-model-archiver accepts
@@ -167,13 +199,15 @@ def export_mar(
 
     Args:
         model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (MLflow registry, via
-            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` file.
+            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` or ``save_lpips`` file.
         tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
-        name: model name in TorchServe (default: the registered name, or ``colorizer`` for a file).
+        name: model name in TorchServe (default: the registered name, or ``colorizer`` / ``colorize_guided`` /
+            ``lpips`` for a file, by its kind).
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
         handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
-            siggraph17 model the keys of :class:`chromaflow.serving.guided.GuidedConfig`).
+            siggraph17 model the keys of :class:`chromaflow.serving.guided.GuidedConfig`, for LPIPS those of
+            :class:`chromaflow.serving.lpips_core.LpipsConfig`).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the input and the reason.
     """
@@ -185,17 +219,18 @@ def export_mar(
         weights = stage / WEIGHTS
         if uri.startswith("models:/"):
             info = _from_registry(uri, tracking_uri, weights)
+            config = read_config(weights)
+            kind = handler_kind(str(config.get("name")))
         else:
             src = Path(uri)
             if not src.is_file():
                 raise FileNotFoundError(f"export_mar: weights {src}: no such file (or pass a models:/ URI)")
-            read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
+            config, kind = _local_config(src)
+            weights = stage / kind.weights
             weights.write_bytes(src.read_bytes())
             info = {"name": None, "version": "0", "run_id": None, "aliases": [], "lineage": {}}
             info["registry_weights_sha256"] = None
             uri = str(src.resolve())
-        config = read_config(weights)
-        kind = handler_kind(str(config.get("name")))
         cfg = _model_config(batch_size, max_batch_delay_ms, handler_config, kind)
         info["name"] = info["name"] or kind.default_name
         name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", info["name"])
@@ -210,10 +245,10 @@ def export_mar(
             "aliases": info["aliases"],
             "registry_weights_sha256": info["registry_weights_sha256"],
             "lineage": info["lineage"],
-            "weights": WEIGHTS,
+            "weights": kind.weights,
             "sha256": _sha256(weights),
             "config": config,
-            "contract": config["contract"],
+            "contract": config.get("contract"),  # None for LPIPS (no Lab contract)
             "model_config": cfg,
             "chromaflow_version": chromaflow.__version__,
         }
@@ -223,7 +258,7 @@ def export_mar(
             return mar
         (stage / ARCHIVE_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (stage / MODEL_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        built = _archive(stage, name, meta["version"], kind.handler)
+        built = _archive(stage, name, meta["version"], kind.handler, kind.weights)
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(mar) as tmp_mar:
             os.replace(built, tmp_mar)
@@ -243,7 +278,7 @@ def _up_to_date(mar: Path, sidecar: Path, meta: dict[str, Any]) -> bool:
     return same and old.get("archive_sha256") == _sha256(mar)
 
 
-def _archive(stage: Path, name: str, version: str, handler: str = HANDLER) -> Path:
+def _archive(stage: Path, name: str, version: str, handler: str = HANDLER, weights: str = WEIGHTS) -> Path:
     """Run torch-model-archiver on the staged files (private TMPDIR: it stages under $TMPDIR/<name>)."""
     export_dir = stage / "out"
     export_dir.mkdir()
@@ -258,7 +293,7 @@ def _archive(stage: Path, name: str, version: str, handler: str = HANDLER) -> Pa
         "--version",
         version,
         "--serialized-file",
-        str(stage / WEIGHTS),
+        str(stage / weights),
         "--handler",
         str(SERVING_DIR / handler),
         "--extra-files",
@@ -281,7 +316,9 @@ def _archive(stage: Path, name: str, version: str, handler: str = HANDLER) -> Pa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="registered model URI, e.g. models:/colorizer@champion")
-    src.add_argument("--weights", type=Path, help="a local weights file (chromaflow save_weights), no registry")
+    src.add_argument(
+        "--weights", type=Path, help="a local weights file (chromaflow save_weights or save_lpips), no registry"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument("--name", default=None, help="model name in TorchServe (default: the registered name)")

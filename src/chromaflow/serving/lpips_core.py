@@ -1,7 +1,8 @@
 """LPIPS endpoint core: two images -> their LPIPS distance (and optionally the spatial map as PNG).
 
 Plain functions over :mod:`chromaflow.serving.request` / ``response`` (no server import), hosted by
-``serving/lpips_handler.py`` in TorchServe. Request: ``Content-Type: application/json`` with::
+``serving/lpips_handler.py`` in TorchServe (archive from ``chromaflow export`` of a ``save_lpips`` file).
+Request: ``Content-Type: application/json`` (any other content type is a 415) with::
 
     {"image0": "<base64 PNG/JPEG/WebP>", "image1": "<base64>", "spatial": false, "resize": "to_first"}
 
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,83 @@ import torch.nn.functional as F
 from chromaflow.evaluate import lpips as L
 from chromaflow.serving.request import Request, RequestError, decode_image
 from chromaflow.serving.response import Response, error_response
+from chromaflow.serving.service import ARCHIVE_META
 
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 4_000_000  # per image
 RESIZE_RULES = ("to_first", "none")
 WEIGHTS_FILE = "lpips.safetensors"
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class LpipsConfig:
+    """Handler settings (``handler:`` of ``serving/lpips-model-config.yaml``).
+
+    ``max_pixels``: largest accepted image (W*H, each of the two; 413 above, checked from the header);
+    ``num_threads``: torch CPU threads per worker (0: leave torch's default).
+    """
+
+    max_pixels: int = MAX_PIXELS
+    num_threads: int = 0
+
+    @classmethod
+    def from_mapping(cls, d: Mapping[str, Any] | None) -> LpipsConfig:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"lpips handler config: unknown key(s) {unknown}; known: {sorted(known)}")
+        try:
+            cfg = cls(**{k: int(v) for k, v in d.items()})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"lpips handler config: values must be integers ({e})") from None
+        problems = []
+        if cfg.max_pixels < 1:
+            problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
+        if cfg.num_threads < 0:
+            problems.append(f"num_threads must be >= 0, got {cfg.num_threads}")
+        if problems:
+            raise ValueError("lpips handler config: " + "; ".join(problems))
+        return cfg
+
+
+def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The LPIPS config stored by ``save_lpips`` in ``path``, or ``None`` when ``path`` is a safetensors file
+    without it (e.g. a ``chromaflow.models.save_weights`` file). Reads the header only.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` (not a readable safetensors file) naming ``path``.
+    """
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"lpips weights: {path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"lpips weights: {path}: not a readable safetensors file ({e})") from None
+    raw = meta.get(L._META_KEY)  # the key load_lpips requires
+    if raw is None:
+        return None
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"lpips weights: {path}: malformed {L._META_KEY} metadata ({e})") from None
+    if not isinstance(cfg, dict) or "net" not in cfg:
+        raise ValueError(f"lpips weights: {path}: {L._META_KEY} metadata has no 'net'")
+    return cfg
 
 
 def _json_body(req: Request) -> dict[str, Any]:
     body = req.body
     if body is None or (hasattr(body, "__len__") and len(body) == 0):
         raise RequestError(400, "empty_body", 'send a JSON object {"image0": base64, "image1": base64}')
+    ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if not isinstance(body, Mapping) and ctype and ctype != JSON_CONTENT_TYPE:
+        raise RequestError(415, "unsupported_content_type", f"content type {ctype!r}: send application/json "
+                           'with {"image0": base64, "image1": base64}')  # fmt: skip
     if isinstance(body, bytes | bytearray | str):
         try:
             body = json.loads(body)
@@ -111,43 +178,81 @@ def spatial_png(m: torch.Tensor) -> tuple[bytes, float]:
 
 
 class LpipsService:
-    """``handle(requests) -> responses`` for one loaded :class:`~chromaflow.evaluate.lpips.LPIPS` model."""
+    """``handle(requests) -> responses`` for one loaded :class:`~chromaflow.evaluate.lpips.LPIPS` model.
 
-    def __init__(self, model: L.LPIPS, *, max_pixels: int = MAX_PIXELS) -> None:
+    Valid requests of one batch that share a size run in one trunk pass; bad ones get 4xx JSON and never
+    fail the others.
+    """
+
+    def __init__(
+        self, model: L.LPIPS, *, max_pixels: int | None = None, config: LpipsConfig | Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        if not isinstance(config, LpipsConfig):
+            config = LpipsConfig.from_mapping(config)
+        self.config = config
         self.model = model.eval()
-        self.max_pixels = max_pixels
+        self.max_pixels = int(max_pixels if max_pixels is not None else config.max_pixels)
         self.device = next(model.parameters()).device
+        self.meta = dict(meta or {})
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | os.PathLike, config: Mapping[str, Any] | None = None,
+    def from_model_dir(cls, model_dir: str | os.PathLike, config: LpipsConfig | Mapping[str, Any] | None = None,
                        device: str | torch.device = "cpu") -> LpipsService:  # fmt: skip
-        """Load ``<model_dir>/lpips.safetensors`` (written by ``save_lpips``); config key ``max_pixels``."""
-        config = dict(config or {})
-        model = L.load_lpips(Path(model_dir) / config.get("weights", WEIGHTS_FILE), device=device)
-        return cls(model, max_pixels=int(config.get("max_pixels", MAX_PIXELS)))
+        """Load an unpacked archive: ``chromaflow_model.json`` names the weights (a ``save_lpips`` file) and their
+        sha256, which is checked; without it, ``<model_dir>/lpips.safetensors``."""
+        from chromaflow.models import sha256_file
+
+        model_dir = Path(model_dir)
+        meta_path = model_dir / ARCHIVE_META
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        weights = model_dir / meta.get("weights", WEIGHTS_FILE)
+        if meta.get("sha256") and sha256_file(weights) != meta["sha256"]:
+            raise ValueError(f"LpipsService: {weights}: sha256 differs from {meta_path} (corrupt archive)")
+        model = L.load_lpips(weights, device=device)
+        return cls(model, config=config, meta=meta)
+
+    def compute_batch(self, pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The answers for parsed pairs (see the module docstring); pairs of one size share a trunk pass."""
+        out: list[dict[str, Any] | None] = [None] * len(pairs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(pairs):
+            groups.setdefault(tuple(p["x0"].shape[1:]), []).append(i)
+        for size, idx in groups.items():
+            x0 = torch.stack([pairs[i]["x0"] for i in idx]).to(self.device)
+            x1 = torch.stack([pairs[i]["x1"] for i in idx]).to(self.device)
+            with torch.no_grad():
+                terms = self.model.layer_terms(x0, x1)
+                dist = self.model.reduce(terms).float().cpu()
+                maps = None
+                if any(pairs[i]["spatial"] for i in idx):  # as LPIPS.forward(spatial=True): upsample, sum
+                    maps = sum(F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in terms)
+            for j, i in enumerate(idx):
+                p = pairs[i]
+                doc = {"distance": float(dist[j]), "net": self.model.net_name, "version": self.model.version,
+                       "size": list(size), "resized": bool(p["resized"])}  # fmt: skip
+                if p["spatial"]:  # the map's mean only approximates the distance
+                    png, vmax = spatial_png(maps[j, 0])
+                    doc["spatial_png"], doc["spatial_max"] = base64.b64encode(png).decode("ascii"), vmax
+                out[i] = doc
+        return out  # type: ignore[return-value]
 
     def compute(self, pair: Mapping[str, Any]) -> dict[str, Any]:
-        """The answer for a parsed pair (see the module docstring)."""
-        x0, x1 = pair["x0"][None].to(self.device), pair["x1"][None].to(self.device)
-        with torch.no_grad():
-            if pair["spatial"]:
-                m = self.model(x0, x1, spatial=True)[0, 0]  # the map's mean only approximates the distance
-            dist = float(self.model(x0, x1)[0])
-        out = {"distance": dist, "net": self.model.net_name, "version": self.model.version,
-               "size": list(pair["x0"].shape[1:]), "resized": bool(pair["resized"])}  # fmt: skip
-        if pair["spatial"]:
-            png, vmax = spatial_png(m)
-            out["spatial_png"], out["spatial_max"] = base64.b64encode(png).decode("ascii"), vmax
-        return out
+        """The answer for one parsed pair."""
+        return self.compute_batch([pair])[0]
 
     def handle(self, requests: Sequence[Request]) -> list[Response]:
-        out = []
-        for req in requests:
+        out: list[Response | None] = [None] * len(requests)
+        jobs: list[tuple[int, dict[str, Any]]] = []
+        for i, req in enumerate(requests):
             try:
-                pair = parse_pair(req, max_pixels=self.max_pixels, min_size=self.model.net.spec.min_size)
-                body = self.compute(pair)
-                out.append(Response(200, "application/json", json.dumps(body).encode("utf-8")))
+                jobs.append((i, parse_pair(req, max_pixels=self.max_pixels, min_size=self.model.net.spec.min_size)))
             except RequestError as e:
-                log.info("lpips request rejected: %s %s", e.status, e.message)
-                out.append(error_response(e))
-        return out
+                log.info("lpips request %d rejected: %s %s: %s", i, e.status, e.kind, e.message)
+                out[i] = error_response(e)
+        if jobs:
+            for (i, _), doc in zip(jobs, self.compute_batch([p for _, p in jobs]), strict=True):
+                out[i] = Response(200, "application/json", json.dumps(doc, allow_nan=False).encode("utf-8"))
+        return out  # type: ignore[return-value]
