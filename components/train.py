@@ -1,4 +1,11 @@
-"""KFP component ``train``: the one training engine (:func:`chromaflow.train.train`), tracked in MLflow."""
+"""KFP component ``train``: the one training engine (:func:`chromaflow.train.train`), tracked in MLflow.
+
+Any task (``--task colorization|guided|splitbrain|lpips``): the typed inputs are the common flags, ``0`` / ``""``
+meaning "the task's own default" (invalid values for these flags; not ``Optional``: the KFP local runner fails
+on an unset optional int); ``options`` carries any other flag of the task by its dest name
+(``{"variant": "split_cl_cl", "fc_width": 256}``), converted and checked by
+:func:`chromaflow.pipeline.train_arguments`. ``stats_dir`` (the ab prior) is for the tasks that take ``--prior``.
+"""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -9,23 +16,24 @@ from components import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(
     dataset: Input[Dataset],
-    stats_dir: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
+    stats_dir: Input[Artifact] = None,
     task: str = "colorization",
-    loss: str = "rebalanced",
-    width: float = 0.0625,
+    loss: str = "",
+    width: float = 0.0,
     steps: int = 80,
-    crop: int = 64,
-    batch_size: int = 8,
-    lr: float = 3e-4,
+    crop: int = 0,
+    batch_size: int = 0,
+    lr: float = 0.0,
     seed: int = 0,
+    options: dict = {},  # noqa: B006 (a KFP parameter default)
     experiment: str = "colorization",
     tracking_uri: str = "",
     pipeline_run_id: str = "",
 ):
-    """Train ``task`` on ``dataset`` with the ab prior of ``stats_dir``; ``model`` receives ``model.safetensors``
-    (weights + config + Lab contract), ``checkpoint.pt``, ``metrics.json`` and ``history.csv``.
+    """Train ``task`` on ``dataset`` (with the ab prior of ``stats_dir`` when given); ``model`` receives
+    ``model.safetensors`` (weights + config + Lab contract), ``checkpoint.pt``, ``metrics.json`` and ``history.csv``.
 
     The engine logs params, losses and artifacts to MLflow ``experiment`` at ``tracking_uri`` (empty:
     ``$MLFLOW_TRACKING_URI`` or the local SQLite default), tagged with the KFP run id.
@@ -36,20 +44,24 @@ def train(
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     if pipeline_run_id:
         os.environ["CHROMAFLOW_PIPELINE_RUN_ID"] = pipeline_run_id
+    from chromaflow.pipeline import train_arguments
     from chromaflow.train import train as run_train
 
-    params = {"loss": loss, "width": width, "steps": steps, "crop": crop, "batch_size": batch_size, "lr": lr}
-    final = run_train(
+    params = train_arguments(
         task,
-        data=dataset.path,
-        prior=stats_dir.path,
-        out=model.path,
+        options,
+        loss=loss or None,
+        width=width or None,
+        steps=steps,
+        crop=crop or None,
+        batch_size=batch_size or None,
+        lr=lr or None,
         seed=seed,
-        experiment=experiment,
-        run_name=f"{task}-{loss}",
-        **params,
+        prior=stats_dir.path if stats_dir is not None else None,
     )
-    model.metadata.update({"task": task, "seed": seed, **params})
+    run_name = f"{task}-{params.get('variant', params.get('loss', 'default'))}"
+    final = run_train(task, data=dataset.path, out=model.path, experiment=experiment, run_name=run_name, **params)
+    model.metadata.update({"task": task, **{k: v for k, v in params.items() if k != "prior"}})
     for k, v in final.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             metrics.log_metric(k, float(v))

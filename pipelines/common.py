@@ -1,6 +1,8 @@
 """Task settings shared by the pipelines: GPU training resources and caching policy.
 
-Caching is on only for the deterministic steps (prepare, stats, evaluate). ``train`` is seeded and bit-exact on
+Caching is on only for the deterministic steps (prepare, stats, evaluate, and the data/table steps
+build_proxy_bapps and combine_transfer; the evaluate_guided / evaluate_lpips / transfer tasks are cached as
+"evaluate"). ``train`` is seeded and bit-exact on
 CPU, but bf16/cuDNN kernels on a GPU are not, so it is never served from cache; ``promote`` and ``export``
 have side effects on the MLflow registry and must always run.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from kfp.dsl import PipelineTask
 
-DETERMINISTIC = {"prepare", "stats", "evaluate"}
+DETERMINISTIC = {"prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer"}
 GPU_TYPE = "nvidia.com/gpu"
 SHM_SIZE = "8Gi"
 

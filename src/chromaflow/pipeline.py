@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 PIPELINES: dict[str, tuple[str, str]] = {
     "colorization": ("pipelines.colorization", "colorization"),
     "colorization_sweep": ("pipelines.colorization_sweep", "colorization_sweep"),
+    "guided": ("pipelines.guided", "guided"),
+    "transfer": ("pipelines.transfer", "transfer"),
+    "lpips": ("pipelines.lpips", "lpips"),
 }
 
 
@@ -187,6 +190,129 @@ def select_best(scores: Sequence[float], higher_is_better: bool = True) -> int:
     if not finite:
         raise ValueError(f"select_best: no finite score among {list(scores)}")
     return -max(finite)[1]
+
+
+def _switch(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "1.0", "yes", "on"):
+        return True
+    if text in ("false", "0", "0.0", "no", "off", ""):
+        return False
+    raise ValueError(f"train option {name!r}: expected true/false, got {value!r}")
+
+
+def _scalar(typ: Any, value: Any, name: str) -> Any:
+    if typ is int:
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"train option {name!r}: expected an integer, got {value!r}") from None
+        if not f.is_integer():
+            raise ValueError(f"train option {name!r}: expected an integer, got {value!r}")
+        return int(f)
+    if typ is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"train option {name!r}: expected a number, got {value!r}") from None
+    if typ is None or typ is str:
+        return value if isinstance(value, str) else str(value)
+    return typ(value if isinstance(value, str) else str(value))
+
+
+def _convert(action: argparse.Action, value: Any, name: str) -> Any:
+    """``value`` as its flag would parse it (KFP hands dict values over as JSON floats or strings)."""
+    import yaml
+
+    if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
+        return _switch(value, name)
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"train option {name!r}: expected a list, got {value!r}")
+        if isinstance(action.nargs, int) and len(items) != action.nargs:
+            raise ValueError(f"train option {name!r}: expected {action.nargs} values, got {list(items)}")
+        out = [_scalar(action.type, v, name) for v in items]
+        return tuple(out) if isinstance(action.default, tuple) else out
+    out = _scalar(action.type, value, name)
+    if action.choices is not None and out not in action.choices:
+        raise ValueError(f"train option {name!r}: {out!r} is not one of {list(action.choices)}")
+    return out
+
+
+def train_arguments(task: str, options: Mapping[str, Any] | None = None, **flags: Any) -> dict[str, Any]:
+    """Keyword arguments for :func:`chromaflow.train.train` from the ``train`` component's inputs.
+
+    ``flags``: the component's typed inputs (``loss=``, ``width=``, ``prior=`` ...); ``None`` means "not given",
+    so the task's own default applies. ``options``: any other flag of the task, by its dest name
+    (``{"variant": "split_cl_cl", "fc_width": 256}``). KFP hands a dict over as JSON: ints arrive as floats
+    and pipeline parameters placed inside a dict as strings, so every value is converted with its flag's
+    type (``"3.0"`` -> 3 for an int flag, ``"true"`` for a switch, a list for ``nargs``) and checked against
+    its choices. Raises ``ValueError`` for a flag the task does not have (naming the task's flags), a name
+    given both as a typed input and in ``options``, or a value its flag rejects.
+    """
+    from chromaflow.train import cli, tasks
+
+    parser = argparse.ArgumentParser(prog=f"chromaflow train --task {task}", add_help=False)
+    cli.add_engine_arguments(parser)
+    tasks.load(task).add_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    given = {k: v for k, v in flags.items() if v is not None}
+    options = dict(options or {})
+    twice = sorted(set(given) & set(options))
+    if twice:
+        raise ValueError(f"train {task!r}: {twice} given both as component inputs and in options")
+    merged = {**given, **options}
+    unknown = sorted(set(merged) - set(actions))
+    if unknown:
+        raise ValueError(f"train {task!r}: the task has no flag(s) {unknown}; its flags: {sorted(actions)}")
+    return {k: _convert(actions[k], v, k) for k, v in merged.items()}
+
+
+def lpips_headline(result: Mapping[str, Any], data: str | os.PathLike) -> dict[str, Any]:
+    """Top-level scalars of an :func:`chromaflow.evaluate.lpips_eval.evaluate_lpips` result, for the registry.
+
+    ``lpips_2afc`` / ``lpips_jnd``: the 2AFC score and JND mAP (fractions in [0, 1], mean over sets: the
+    ``All`` column) of the FIRST trained model (group "LPIPS (trained here)"); ``eval_set``: a fingerprint of
+    the evaluation data (the BAPPS manifest's params when it has one, else the val set folders), so the
+    promotion gates compare only versions scored on the same data. ``ValueError`` when no trained model
+    was scored.
+    """
+    import hashlib
+    import json
+
+    from chromaflow.io import read_json
+
+    trained = [n for n, g in result.get("groups", {}).items() if g == "LPIPS (trained here)"]
+    if not trained or trained[0] not in result.get("2afc", {}):
+        raise ValueError(
+            f"lpips_headline: no trained LPIPS model among the scored rows {sorted(result.get('2afc', {}))}"
+        )
+    name = trained[0]
+    manifest = Path(data) / "manifest.json"
+    if manifest.is_file():
+        key: Any = read_json(manifest).get("params")
+    else:
+        key = [str(p.relative_to(data)) for t in ("2afc", "jnd") for p in _sets_or_none(data, t)]
+    out = {
+        "lpips_2afc": float(result["2afc"][name]["All"]),
+        "lpips_model": name,
+        "eval_set": hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest(),
+    }
+    if name in result.get("jnd", {}):
+        out["lpips_jnd"] = float(result["jnd"][name]["All"])
+    return out
+
+
+def _sets_or_none(data: str | os.PathLike, task: str) -> list[Path]:
+    from chromaflow.data.bapps import list_sets
+
+    try:
+        return list_sets(data, task, "val")
+    except FileNotFoundError:
+        return []
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -116,3 +116,77 @@ def test_submit_rejects_bad_host_and_missing_package(tmp_path):
         pipeline.submit("kfp.example.org")
     with pytest.raises(FileNotFoundError, match="not found"):
         pipeline.submit("http://127.0.0.1:9", package=tmp_path / "none.yaml")
+
+
+def _dag(name):
+    spec, platform = _docs(pipeline.package_path(name))
+    tasks = spec["root"]["dag"]["tasks"]
+    return spec, platform, tasks, {t: set(v.get("dependentTasks", [])) for t, v in tasks.items()}
+
+
+def _const(task: dict, name: str):
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def test_guided_dag_trains_the_guided_task_and_registers_its_own_model():
+    spec, platform, tasks, deps = _dag("guided")
+    assert set(tasks) == {"prepare", "stats", "train", "evaluate-guided", "promote", "export"}
+    chain = ["prepare", "train", "evaluate-guided", "promote", "export"]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert before in deps[after], f"{after} must run after {before}"
+    assert "stats" not in deps["train"], "the guided loss uses no prior: train must not wait for stats"
+    assert _const(tasks["train"], "task") == "guided"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["model_name"]["defaultValue"] == "chromaflow-guided"
+    assert params["select_metric"]["defaultValue"] == "psnr_at_10_random"
+    assert 10 in params["points"]["defaultValue"]
+    execs = spec["deploymentSpec"]["executors"]
+    acc = execs["exec-train"]["container"]["resources"]["accelerator"]
+    assert acc["resourceType"] == "nvidia.com/gpu"
+    assert "exec-train" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    caching = {t: v["cachingOptions"].get("enableCache", False) for t, v in tasks.items()}
+    assert caching["evaluate-guided"] and caching["prepare"] and not caching["train"] and not caching["promote"]
+
+
+def test_transfer_dag_loops_over_variants_then_combines_and_promotes():
+    spec, _, tasks, deps = _dag("transfer")
+    loop_name, loop = next((k, v) for k, v in tasks.items() if "parameterIterator" in v)
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("variants")
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"train", "transfer"} and "train" in inner["transfer"]["dependentTasks"]
+    assert _const(inner["train"], "task") == "splitbrain"
+    options = _const(inner["train"], "options")
+    assert "variants-loop-item" in options["variant"], "each iteration trains its own variant"
+    assert {"combine-transfer", "promote", "prepare"} <= set(tasks)
+    assert loop_name in deps["combine-transfer"] and "combine-transfer" in deps["promote"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["model_name"]["defaultValue"] == "chromaflow-splitbrain"
+
+
+def test_lpips_dag_builds_proxy_data_trains_lin_and_registers_lpips():
+    spec, _, tasks, deps = _dag("lpips")
+    assert set(tasks) == {"build-proxy-bapps", "train", "evaluate-lpips", "promote"}
+    chain = ["build-proxy-bapps", "train", "evaluate-lpips", "promote"]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert before in deps[after], f"{after} must run after {before}"
+    assert _const(tasks["train"], "task") == "lpips"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["variant"]["defaultValue"] == "lin" and params["model_name"]["defaultValue"] == "chromaflow-lpips"
+
+
+@pytest.mark.parametrize("name", ["chromaflow-guided", "chromaflow-lpips", "chromaflow-splitbrain"])
+def test_each_new_model_has_its_own_gates(repo_root, name):
+    from chromaflow.tracking.gates import load_gates
+
+    gates, _ = load_gates(repo_root / "mlflow" / "promotion.yaml", name)
+    expected = {"chromaflow-guided": "psnr_at_10_random", "chromaflow-lpips": "lpips_2afc",
+                "chromaflow-splitbrain": "transfer_best_top1"}[name]  # fmt: skip
+    assert expected in {g.metric for g in gates}, f"{name} falls back to the default gates"
+
+
+def test_cli_names_every_pipeline():
+    from chromaflow import cli
+
+    for name in pipeline.PIPELINES:
+        assert pipeline.load_pipeline(name).name.startswith("chromaflow-")
+    assert cli.main(["pipeline", "compile", "--name", "nope"]) == 2

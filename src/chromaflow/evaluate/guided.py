@@ -105,7 +105,9 @@ def psnr_sweep(
 ) -> dict:
     """Run the PSNR-vs-points protocol; write ``metrics.json``, ``report.md`` and ``psnr_vs_points.png``.
 
-    Returns the metrics dict: per placement and row, the mean PSNR and its 95% CI at each N.
+    Returns the metrics dict: per placement and row, the mean PSNR and its 95% CI at each N (``curves``),
+    and the network's mean PSNR at each N as top-level scalars ``psnr_at_<N>_<placement>`` (dB; e.g.
+    ``psnr_at_10_random``), which the registry records and the promotion gates read.
     """
     from chromaflow.models import colorize, load_weights
     from chromaflow.models.siggraph17 import guided_ab
@@ -114,6 +116,8 @@ def psnr_sweep(
         raise ValueError(f"psnr_sweep: size must be a multiple of 8, got {size}")
     if any(n < 0 for n in points) or list(points) != sorted(points):
         raise ValueError(f"psnr_sweep: points must be ascending and >= 0, got {points}")
+    if not placements or set(placements) - {"random", "oracle"}:
+        raise ValueError(f"psnr_sweep: placements must be among ('random', 'oracle'), got {placements}")
     model = load_weights(weights).eval()
     if model.config["name"] != "siggraph17":
         raise ValueError(
@@ -178,6 +182,9 @@ def psnr_sweep(
         "auto_psnr": float(np.mean(auto_psnr)) if auto_psnr else None,
     }
     result["psnr_auto_guided"] = result["curves"][placements[0]]["Ours"]["mean"][0] if 0 in points else None
+    for placement in placements:  # top-level scalars (registry tags / promotion gates): psnr_at_10_random ...
+        for n, m in zip(points, result["curves"][placement]["Ours"]["mean"], strict=True):
+            result[f"psnr_at_{n}_{placement}"] = m
     out = Path(out)
     write_json(out / "metrics.json", result)
     _plot(result, out / "psnr_vs_points.png", reference)
@@ -265,25 +272,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--max-images", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--placements", type=lambda s: tuple(p.strip() for p in s.split(",") if p.strip()),
+                        default=("random", "oracle"), help="comma-separated: random, oracle")  # fmt: skip
     parser.add_argument("--no-levin", action="store_true", help="skip the edit-propagation baseline")
     parser.add_argument("--auto-weights", help="automatic colorization weights for its 0-point row")
     parser.add_argument("--reference", help="reference_npy/czpt_psnrs_siggraph.npy (drawn for shape)")
 
 
 def main(args: argparse.Namespace) -> int:
-    result = psnr_sweep(
-        args.weights,
-        args.data,
-        args.out,
-        points=args.points,
-        patch=args.patch,
-        size=args.size,
-        split=args.split,
-        max_images=args.max_images,
-        seed=args.seed,
-        levin=not args.no_levin,
-        auto_weights=args.auto_weights,
-        reference=args.reference,
-    )
+    try:
+        result = psnr_sweep(
+            args.weights,
+            args.data,
+            args.out,
+            points=args.points,
+            patch=args.patch,
+            size=args.size,
+            split=args.split,
+            max_images=args.max_images,
+            seed=args.seed,
+            placements=args.placements,
+            levin=not args.no_levin,
+            auto_weights=args.auto_weights,
+            reference=args.reference,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        log.error("evaluate guided: %s", e)
+        return 2
     print(_markdown(result))
     return 0

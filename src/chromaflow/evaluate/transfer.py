@@ -544,6 +544,82 @@ def transfer(
     return metrics
 
 
+COMPARABLE = ("data_fingerprint", "classes", "train_per_class", "val_per_class", "size", "target_dim", "wd",
+              "max_iter", "seed")  # settings that must agree for two transfer results to share one table  # fmt: skip
+
+
+def combine_transfer(
+    metrics_files: Sequence[str | Path],
+    out: str | Path,
+    *,
+    title: str = "Transfer: linear classifiers on frozen features",
+) -> dict[str, Any]:
+    """Merge the ``metrics.json`` of several :func:`transfer` runs (e.g. one per split-brain variant) into one
+    table, and pick the best representation.
+
+    The candidates are the runs' primary models, in the given order; the best is the one with the highest
+    ``transfer_best_top1`` (its best layer's top-1, %; first on ties). Every run must use the same probe
+    settings (:data:`COMPARABLE`: data, classes, caps, size, feature size, wd, iterations, seed), else
+    ``ValueError``; labels must be unique across the runs. Writes ``out/metrics.json`` (``rows``, ``best``,
+    ``candidates``, ``best_index``, ``best_label``, ``transfer_best_top1`` of the best, ``eval_set`` = a
+    fingerprint of the shared settings, sizes) and ``report.md`` / ``report.html`` / ``transfer.png``.
+    """
+    if not metrics_files:
+        raise ValueError("combine_transfer: no metrics files given")
+    runs = []
+    for f in metrics_files:
+        path = Path(f)
+        if path.is_dir():
+            path = path / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"combine_transfer: {path} does not exist (a transfer metrics.json)")
+        m = read_json(path)
+        if not isinstance(m, dict) or not {"rows", "primary", "settings", "transfer_best_top1"} <= set(m):
+            raise ValueError(f"combine_transfer: {path} is not a transfer metrics.json (rows, primary, settings)")
+        runs.append((path, m))
+    ref = {k: runs[0][1]["settings"].get(k) for k in COMPARABLE}
+    for path, m in runs[1:]:
+        diff = sorted(k for k in COMPARABLE if m["settings"].get(k) != ref[k])
+        if diff:
+            raise ValueError(f"combine_transfer: {path} used other settings than {runs[0][0]} ({diff}): not comparable")
+    rows: dict[str, dict[str, float]] = {}
+    for path, m in runs:
+        clash = sorted(set(m["rows"]) & set(rows))
+        if clash:
+            raise ValueError(
+                f"combine_transfer: label(s) {clash} of {path} already in the table; labels must be unique"
+            )
+        rows.update(m["rows"])
+    candidates = [m["primary"] for _, m in runs]
+    scores = [float(m["transfer_best_top1"]) for _, m in runs]
+    finite = [i for i, v in enumerate(scores) if math.isfinite(v)]
+    if not finite:
+        raise ValueError(f"combine_transfer: no finite transfer_best_top1 among {scores}")
+    i = max(finite, key=lambda k: (scores[k], -k))
+    best = {lab: max(r.items(), key=lambda kv: kv[1]) for lab, r in rows.items()}
+    first = runs[0][1]
+    metrics = {
+        "rows": rows,
+        "best": {lab: {"layer": layer, "top1": acc} for lab, (layer, acc) in best.items()},
+        "candidates": candidates,
+        "candidate_top1": dict(zip(candidates, scores, strict=True)),
+        "best_index": i,
+        "best_label": candidates[i],
+        "transfer_best_top1": scores[i],
+        "eval_set": hashlib.sha256(json.dumps(ref, sort_keys=True).encode()).hexdigest(),
+        "settings": first["settings"],
+        "n_train": first.get("n_train"),
+        "n_val": first.get("n_val"),
+        "chance_top1": first.get("chance_top1"),
+        "sources": [str(p) for p, _ in runs],
+    }
+    out = Path(out)
+    _write_reports(out, metrics, plot_transfer(rows, None, title), title)
+    write_json(out / "metrics.json", metrics)
+    log.info("combine_transfer: best of %d is %s (top-1 %.1f%%)", len(runs), candidates[i], scores[i])
+    return metrics
+
+
 def _write_reports(out: Path, m: Mapping[str, Any], png: bytes, title: str) -> None:
     import html
 

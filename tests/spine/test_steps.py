@@ -1,0 +1,170 @@
+"""The library helpers behind the guided / transfer / LPIPS pipelines: task-flag conversion for the train
+component, LPIPS headline metrics, the combined transfer table, and the guided evaluation's CLI and scalars."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chromaflow import pipeline
+from chromaflow.io import write_json
+
+# ---------------------------------------------------------------------------------- train_arguments
+
+
+def test_train_arguments_converts_kfp_json_values_with_the_flags_types():
+    # KFP hands a dict over as JSON: ints as floats, pipeline parameters inside it as strings
+    got = pipeline.train_arguments(
+        "splitbrain",
+        {"variant": "split_cl_cl", "classes": "3.0", "fc_width": 64.0, "input_size": "32", "val": "false"},
+        width=0.25,
+        loss=None,
+        steps=2,
+    )
+    assert got == {"width": 0.25, "steps": 2, "variant": "split_cl_cl", "classes": 3, "fc_width": 64,
+                   "input_size": 32, "val": False}  # fmt: skip
+    assert type(got["classes"]) is int and type(got["fc_width"]) is int
+    lp = pipeline.train_arguments("lpips", {"proxy_size": [10.0, 5.0, 5.0], "trunk": "random"})
+    assert lp == {"proxy_size": (10, 5, 5), "trunk": "random"}
+    assert pipeline.train_arguments("guided", {"global_hints": "True"})["global_hints"] is True
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "flags", "match"),
+    [
+        ("guided", {}, {"loss": "rebalanced"}, r"no flag\(s\) \['loss'\]"),  # guided has no --loss
+        ("splitbrain", {"variant": "nope"}, {}, "not one of"),
+        ("colorization", {"width": 0.5}, {"width": 0.25}, "both as component inputs and in options"),
+        ("splitbrain", {"classes": 2.5}, {}, "expected an integer"),
+        ("guided", {"global_hints": "maybe"}, {}, "true/false"),
+        ("lpips", {"proxy_size": [1, 2]}, {}, "expected 3 values"),
+    ],
+)
+def test_train_arguments_rejects_with_the_reason(task, options, flags, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline.train_arguments(task, options, **flags)
+
+
+def test_train_arguments_are_accepted_by_the_engine_entry_point():
+    """Every key it returns is a keyword of chromaflow.train.train for that task (no TypeError)."""
+    import argparse
+
+    from chromaflow.train import cli, tasks
+
+    for task, opts in [("colorization", {"soft_k": 5.0}), ("splitbrain", {"variant": "l_ab_cl"}),
+                       ("lpips", {"net": "squeeze"}), ("guided", {"dist_weight": "0.5"})]:  # fmt: skip
+        p = argparse.ArgumentParser()
+        cli.add_engine_arguments(p)
+        tasks.load(task).add_arguments(p)
+        dests = {a.dest for a in p._actions}
+        assert set(pipeline.train_arguments(task, opts, steps=1, seed=0)) <= dests
+
+
+# ------------------------------------------------------------------------------------ lpips_headline
+
+
+def _lpips_result():
+    return {
+        "2afc": {"L2": {"traditional": 0.6, "All": 0.6}, "model: squeeze": {"traditional": 0.8, "All": 0.8}},
+        "jnd": {"L2": {"traditional": 0.4, "All": 0.4}, "model: squeeze": {"traditional": 0.7, "All": 0.7}},
+        "groups": {"L2": "Low-level", "model: squeeze": "LPIPS (trained here)"},
+    }
+
+
+def test_lpips_headline_picks_the_trained_row_and_fingerprints_the_data(tmp_path):
+    write_json(tmp_path / "manifest.json", {"proxy": True, "params": {"n_val": 5, "seed": 0}})
+    h = pipeline.lpips_headline(_lpips_result(), tmp_path)
+    assert h["lpips_2afc"] == 0.8 and h["lpips_jnd"] == 0.7 and h["lpips_model"] == "model: squeeze"
+    write_json(tmp_path / "manifest.json", {"proxy": True, "params": {"n_val": 6, "seed": 0}})
+    assert pipeline.lpips_headline(_lpips_result(), tmp_path)["eval_set"] != h["eval_set"]
+    res = _lpips_result()
+    res["groups"]["model: squeeze"] = "Low-level"
+    with pytest.raises(ValueError, match="no trained LPIPS model"):
+        pipeline.lpips_headline(res, tmp_path)
+
+
+# ---------------------------------------------------------------------------------- combine_transfer
+
+
+def _transfer_metrics(folder, label, rows, settings=None):
+    settings = settings or {"data_fingerprint": "abc", "classes": ["a", "b"], "train_per_class": None,
+                            "val_per_class": None, "size": 32, "target_dim": 256, "wd": [0.01], "max_iter": 20,
+                            "seed": 0}  # fmt: skip
+    best = max(rows.values())
+    write_json(folder / "metrics.json", {"rows": {label: rows}, "primary": label, "settings": settings,
+                                         "transfer_best_top1": best, "n_train": 16, "n_val": 8,
+                                         "chance_top1": 50.0})  # fmt: skip
+    return folder
+
+
+def test_combine_transfer_merges_rows_and_picks_the_best(tmp_path):
+    from chromaflow.evaluate.transfer import LAYERS, combine_transfer
+
+    a = _transfer_metrics(tmp_path / "a", "split_cl_cl", dict(zip(LAYERS, [50, 60, 70, 65, 55], strict=True)))
+    b = _transfer_metrics(tmp_path / "b", "l_ab_cl", dict(zip(LAYERS, [50, 75, 60, 55, 50], strict=True)))
+    m = combine_transfer([a, b / "metrics.json"], tmp_path / "out")
+    assert set(m["rows"]) == {"split_cl_cl", "l_ab_cl"}
+    assert m["best_index"] == 1 and m["best_label"] == "l_ab_cl" and m["transfer_best_top1"] == 75
+    assert m["best"]["split_cl_cl"] == {"layer": "conv3", "top1": 70}
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["eval_set"] == m["eval_set"] and len(m["eval_set"]) == 64
+    assert "| l_ab_cl |" in (tmp_path / "out" / "report.md").read_text()
+    assert (tmp_path / "out" / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_combine_transfer_refuses_incomparable_or_clashing_runs(tmp_path):
+    from chromaflow.evaluate.transfer import LAYERS, combine_transfer
+
+    rows = dict(zip(LAYERS, [1, 2, 3, 4, 5], strict=True))
+    a = _transfer_metrics(tmp_path / "a", "x", rows)
+    other = {"data_fingerprint": "zzz", "classes": ["a", "b"], "size": 32}
+    b = _transfer_metrics(tmp_path / "b", "y", rows, settings=other)
+    with pytest.raises(ValueError, match="not comparable"):
+        combine_transfer([a, b], tmp_path / "out")
+    c = _transfer_metrics(tmp_path / "c", "x", rows)
+    with pytest.raises(ValueError, match="labels must be unique"):
+        combine_transfer([a, c], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        combine_transfer([tmp_path / "none"], tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------- guided evaluation
+
+
+@pytest.fixture(scope="module")
+def guided_weights(tmp_path_factory):
+    import torch
+
+    import chromaflow.models.siggraph17  # noqa: F401  (registers the model)
+    from chromaflow.models import create_model, save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("guided") / "model.safetensors"
+    save_weights(create_model("siggraph17", width=0.0625), path)
+    return path
+
+
+def test_evaluate_task_guided_cli_writes_scalars_for_the_gates(guided_weights, tmp_path, repo_root):
+    from chromaflow import cli
+
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/prepared"),
+            "--out", str(out), "--points", "0,1,10", "--size", "32", "--max-images", "2", "--no-levin",
+            "--placements", "random"]  # fmt: skip
+    assert cli.main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["curves"]) == {"random"}
+    curve = m["curves"]["random"]["Ours"]["mean"]
+    assert [m[f"psnr_at_{n}_random"] for n in (0, 1, 10)] == curve
+    assert m["psnr_auto_guided"] == curve[0]
+    assert (out / "psnr_vs_points.png").is_file() and (out / "report.md").is_file()
+
+
+def test_evaluate_task_guided_cli_names_bad_input(guided_weights, tmp_path, repo_root):
+    from chromaflow import cli
+
+    base = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/prepared"),
+            "--out", str(tmp_path / "e"), "--size", "32", "--max-images", "1", "--no-levin"]  # fmt: skip
+    assert cli.main([*base, "--placements", "everywhere"]) == 2
+    assert cli.main([*base, "--size", "30"]) == 2  # not a multiple of 8
