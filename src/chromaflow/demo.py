@@ -2,8 +2,12 @@
 
     chromaflow demo --out runs/demo            # what `make demo` runs
 
+0. the shipped model (``weights/colorization``, trained on Tiny-ImageNet by the project's own steps, see its
+   model card) is evaluated on the frozen evaluation set (the sample's val split, same protocol as the
+   pipeline) and registered as the initial ``champion``;
 1. the colorization pipeline (prepare -> stats -> train -> evaluate -> promote -> export) with the KFP local
-   runner, settings from ``params.yaml`` (a tiny model: ~1-2 minutes of CPU training);
+   runner, settings from ``params.yaml``: it trains a quick challenger (~1-2 minutes of CPU) which the
+   promotion gates compare with the champion on the same frozen set;
 2. tracked in MLflow (SQLite under ``<out>/mlflow``): runs, the registered model, the ``champion`` alias;
 3. the exported ``.mar`` served by TorchServe (:func:`chromaflow.serve.start_server`) and called once with a
    sample photo;
@@ -68,6 +72,62 @@ def _prepare_tracking(mlflow_dir: Path, experiment: str) -> str:
     return uri
 
 
+def seed_champion(root: Path, cfg: Mapping[str, Any], uri: str, out: Path, name: str = "colorization") -> dict | None:
+    """Register the shipped model ``name`` as the first ``champion`` of the demo's registry.
+
+    It is evaluated on the frozen evaluation set with the pipeline's own protocol: the same ``prepare`` of
+    the sample (deterministic split), the same ``stats`` prior for the rebalanced AuC, the same ``evaluate``
+    settings, so its metrics and the challenger's share one ``eval_set`` fingerprint and are comparable.
+    Returns the promotion decision, or None (logged) when no shipped model is present.
+    """
+    from chromaflow.data.prepare import prepare
+    from chromaflow.data.stats import stats
+    from chromaflow.evaluate.colorization import evaluate_colorization
+    from chromaflow.models.shipped import shipped_weights
+    from chromaflow.tracking.promote import promote, register_challenger
+
+    try:
+        weights, card = shipped_weights(name)
+    except FileNotFoundError as e:
+        log.warning("demo: %s; the quick challenger will become the first champion", e)
+        return None
+    p, e, pr = cfg["prepare"], cfg["evaluate"], cfg["promote"]
+    frozen = out / "frozen_eval"
+    prepare(str((root / p["source"]).resolve()), frozen / "prepared", max_side=int(p["max_side"]),
+            val_fraction=float(p["val_fraction"]), workers=1)  # fmt: skip
+    stats(frozen / "prepared", frozen / "stats", split=cfg.get("stats", {}).get("split", "train"), workers=1)
+    evaluate_colorization(weights, frozen / "prepared", frozen / "champion", split=e.get("split", "val"),
+                          prior=frozen / "stats" / "prior.npy", size=int(e["size"]), t_sweep=None)  # fmt: skip
+    params = {"shipped": name, "shipped_sha256": card["sha256"], "trained_at_commit": card["code_commit"],
+              "trained_on": card["data"], "trained_data_hash": card["data_hash"]}  # fmt: skip
+    register_challenger(weights, frozen / "champion" / "metrics.json", pr["model"], experiment="colorization",
+                        uri=uri, params=params)  # fmt: skip
+    return promote(pr["model"], str((root / pr["gates"]).resolve()), uri=uri, out=frozen / "decision.json")
+
+
+def _champion_gallery(root: Path, source: str, size: int = 192) -> str:
+    """HTML grid: gray input | the shipped champion's colorization | ground truth, for every sample photo."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from chromaflow.evaluate import report as R
+    from chromaflow.models import colorize
+    from chromaflow.models.shipped import load_shipped
+
+    model, _ = load_shipped("colorization")
+    rows, labels = [], []
+    for path in sorted((root / source).glob("*.jpg")):
+        im = Image.open(path).convert("RGB")
+        im.thumbnail((size, size))
+        rgb = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            out = colorize(model, rgb)[0]
+        rows.append([im.convert("L").convert("RGB"), out.permute(1, 2, 0).numpy(), im])
+        labels.append(path.name)
+    return R.image_grid(rows, ["input (gray)", "champion (shipped model)", "ground truth"], row_labels=labels)
+
+
 def _task_timings(run_dir: Path, start: float) -> dict[str, float]:
     """Seconds per pipeline task, from the finish times of its executor outputs (the local runner is sequential)."""
     ends = sorted((f.stat().st_mtime, f.parent.name) for f in run_dir.glob("*/executor_output.json"))
@@ -116,6 +176,8 @@ def _report(out: Path, result: Mapping[str, Any], photo: Path | None, served: Pa
                 f"{result['serve']['latency_s']} s</p>",
             )
         )
+    if result.get("champion_gallery"):
+        sections.append(("The champion on the committed sample", result["champion_gallery"]))
     ev = result["evaluation"]
     rows = [[name] + [row.get(k) for k in METRIC_KEYS] for name, row in (ev.get("rows") or {}).items()]
     sections.append(
@@ -126,8 +188,20 @@ def _report(out: Path, result: Mapping[str, Any], photo: Path | None, served: Pa
             "evaluation/report.html</a>.</p>",
         )
     )
+    seed = result.get("seed_decision")
+    if seed:
+        ch0 = seed.get("challenger") or {}
+        sections.append(
+            (
+                "Initial champion: the shipped model",
+                f"<p>{html.escape(seed.get('model', ''))} v{html.escape(str(ch0.get('version', '?')))} (weights/colorization, "
+                "see its MODEL_CARD.md), evaluated on the same frozen set: "
+                + html.escape("; ".join(str(r) for r in seed.get("reasons", [])))
+                + "</p>",
+            )
+        )
     d = result["decision"]
-    verdict = "PROMOTED to champion" if d.get("promoted") else "not promoted"
+    verdict = "PROMOTED to champion" if d.get("promoted") else "not promoted: the champion stays"
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in d.get("reasons", []))
     ch = d.get("challenger") or {}
     sections.append(
@@ -175,8 +249,11 @@ def run_demo(
         raise ValueError(f"demo: {params_path} lacks section(s) {sorted(missing)}")
     timings: dict[str, float] = {}
 
-    t0 = time.monotonic()
     uri = _prepare_tracking(out / "mlflow", "colorization")
+    t0 = time.monotonic()
+    seed_decision = seed_champion(root, cfg, uri, out)
+    timings["seed champion (shipped model)"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
     args = pipeline_arguments(root, cfg, uri, steps)
     kfp_root = out / "kfp"
     before = set(kfp_root.glob("*")) if kfp_root.is_dir() else set()
@@ -208,6 +285,7 @@ def run_demo(
         },
         "evaluation": {k: ev.get(k) for k in ("n_images", "eval_set", "rows", *METRIC_KEYS)},
         "decision": decision,
+        "seed_decision": seed_decision,
         "arguments": args,
         "serve": None,
         "timings": timings,
@@ -220,7 +298,10 @@ def run_demo(
         result["paths"]["served colorization"] = str(served)
         timings["serve + one call"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
+    if seed_decision is not None:
+        result["champion_gallery"] = _champion_gallery(root, cfg["prepare"]["source"])
     _report(out, result, photo if serve else None, served if serve else None)
+    result.pop("champion_gallery", None)
     timings["report"] = round(time.monotonic() - t0, 1)
     timings["total"] = round(time.monotonic() - t_all, 1)
     io.write_json(out / "summary.json", result)

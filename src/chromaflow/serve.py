@@ -427,7 +427,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="[NAME=]PATH",
-        help="archive from `chromaflow export` (repeat for several; NAME= sets its name in URLs)",
+        help="archive from `chromaflow export` (repeat for several; NAME= sets its name in URLs); "
+        "default: the models shipped in weights/",
     )
     parser.add_argument("--run-dir", type=Path, required=True, help="config, logs and keys go here")
     parser.add_argument("--stop", action="store_true", help="stop the server started from --run-dir")
@@ -459,14 +460,33 @@ def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]
     return out
 
 
+SHIPPED_NAMES = {"colorization": "colorize", "guided": None}  # shipped model -> name in URLs (None: export's default)
+
+
+def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
+    """Export the models shipped in ``weights/`` (hash-checked against their cards) to ``.mar`` archives."""
+    from chromaflow.export.mar import export_mar
+    from chromaflow.models.shipped import shipped_weights
+
+    out = []
+    for shipped, url_name in SHIPPED_NAMES.items():
+        try:
+            weights, card = shipped_weights(shipped)
+        except FileNotFoundError as e:
+            log.warning("serve: %s", e)
+            continue
+        out.append((None, export_mar(weights, out_dir, name=url_name, version=card["sha256"][:12])))
+    if not out:
+        raise SystemExit("chromaflow serve: no --mar given and no shipped model in weights/")
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     if args.stop:
         stopped = stop_server(args.run_dir)
         print("stopped" if stopped else f"no server running from {args.run_dir}")
         return 0
-    if not args.mar:
-        raise SystemExit("chromaflow serve: --mar is required (or --stop)")
-    mars = _parse_mars(args.mar if isinstance(args.mar, list) else [args.mar])
+    mars = _parse_mars(args.mar) if args.mar else shipped_archives(args.run_dir / "shipped")
     first_name, first = mars[0]
     extra: dict[str, str | os.PathLike] = {}
     for name, path in mars[1:]:
