@@ -37,7 +37,7 @@ class Outputs(NamedTuple):
 def colorization(
     source: str = "data/sample",
     max_side: int = 256,
-    val_fraction: float = 0.2,
+    val_fraction: float = 0.4,
     loss: str = "rebalanced",
     width: float = 0.0625,
     steps: int = 80,

@@ -34,7 +34,7 @@ class Outputs(NamedTuple):
 def colorization_sweep(
     source: str = "data/sample",
     max_side: int = 256,
-    val_fraction: float = 0.2,
+    val_fraction: float = 0.4,
     losses: list = ["rebalanced", "softce", "l2"],  # noqa: B006 (a KFP pipeline parameter default)
     width: float = 0.0625,
     steps: int = 80,
