@@ -149,7 +149,7 @@ def test_evaluate_task_guided_cli_writes_scalars_for_the_gates(guided_weights, t
     from chromaflow import cli
 
     out = tmp_path / "eval"
-    argv = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/prepared"),
+    argv = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/sample"),
             "--out", str(out), "--points", "0,1,10", "--size", "32", "--max-images", "2", "--no-levin",
             "--placements", "random"]  # fmt: skip
     assert cli.main(argv) == 0
@@ -164,7 +164,7 @@ def test_evaluate_task_guided_cli_writes_scalars_for_the_gates(guided_weights, t
 def test_evaluate_task_guided_cli_names_bad_input(guided_weights, tmp_path, repo_root):
     from chromaflow import cli
 
-    base = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/prepared"),
+    base = ["evaluate", "--task", "guided", "--weights", str(guided_weights), "--data", str(repo_root / "data/sample"),
             "--out", str(tmp_path / "e"), "--size", "32", "--max-images", "1", "--no-levin"]  # fmt: skip
     assert cli.main([*base, "--placements", "everywhere"]) == 2
     assert cli.main([*base, "--size", "30"]) == 2  # not a multiple of 8
