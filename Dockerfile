@@ -46,7 +46,7 @@ ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONHASHSEED=0 MPLBACKEND=Agg
 WORKDIR /app
 # the library (installed editable from /app/src) and what the steps read besides it: components/pipelines
-# (KFP), promotion gates, serving templates, the committed sample
+# (KFP), promotion gates, serving templates, the committed sample, the shipped models (weights/)
 COPY --chown=chromaflow:chromaflow pyproject.toml README.md ./
 COPY --chown=chromaflow:chromaflow src/ src/
 COPY --chown=chromaflow:chromaflow components/ components/
@@ -54,6 +54,7 @@ COPY --chown=chromaflow:chromaflow pipelines/ pipelines/
 COPY --chown=chromaflow:chromaflow mlflow/ mlflow/
 COPY --chown=chromaflow:chromaflow serving/ serving/
 COPY --chown=chromaflow:chromaflow data/sample/ data/sample/
+COPY --chown=chromaflow:chromaflow weights/ weights/
 COPY --chown=chromaflow:chromaflow params.yaml dvc.yaml ./
 RUN chown chromaflow:chromaflow /app
 USER 10001:10001
