@@ -37,7 +37,10 @@ def test_demo_end_to_end(tmp_path):
     res = demo.run_demo(tmp_path / "demo", steps=4)
     report = (tmp_path / "demo" / "report.html").read_text()
     assert "Promotion decision" in report and "data:image/png;base64," in report
-    assert res["decision"]["promoted"] is True  # a fresh store: the first version becomes champion
+    # the shipped model is registered first and becomes champion; the 4-step challenger loses the gates to it
+    assert res["seed_decision"]["promoted"] is True
+    assert res["decision"]["promoted"] is False and any("FAIL" in r for r in res["decision"]["reasons"])
+    assert "The champion on the committed sample" in report
     assert (tmp_path / "demo" / "served.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert res["serve"]["status"] == 200
     import mlflow
@@ -45,6 +48,9 @@ def test_demo_end_to_end(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=res["paths"]["mlflow store"])
     mv = client.get_model_version_by_alias("chromaflow-colorization", "champion")
     assert mv.tags.get("metric.auc_rebal") is not None
+    from chromaflow.models.shipped import card
+
+    assert str(mv.version) == "1" and mv.tags["chromaflow.weights_sha256"] == card("colorization")["sha256"]
     assert str(tmp_path / "demo" / "mlflow" / "artifacts") in mv.source or mv.run_id
     assert {"pipeline (total)", "total"} <= set(res["timings"])
 
