@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.color import lab_to_rgb, rgb_to_lab
-from chromaflow.evaluate.colorization import _load_rgb, eval_set_fingerprint, load_eval_items
+from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, eval_set_fingerprint, load_eval_items
 from chromaflow.evaluate.edit_propagation import propagate
 from chromaflow.evaluate.metrics import psnr
 from chromaflow.io import write_json, write_text
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 POINTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 PATCH = 7
 ERROR_WINDOW = 25
-
-
-def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _psnr_of(l: torch.Tensor, ab: torch.Tensor, gt_rgb: torch.Tensor) -> float:
@@ -144,16 +140,14 @@ def psnr_sweep(
             if placement == "random":
                 all_y = rng.integers(0, size - patch + 1, max(points)).tolist()
                 all_x = rng.integers(0, size - patch + 1, max(points)).tolist()
-            pred_ab = None
+            pred_ab = mask = None  # the previous N's prediction and revealed patches
             for n in points:
                 if placement == "random":
                     ys, xs = all_y[:n], all_x[:n]
-                else:
-                    hint, mask = _paint(gt_ab, ys, xs, patch)
-                    if n > len(ys) and pred_ab is not None:
-                        err = (pred_ab - gt_ab).pow(2).sum(1).sqrt()[0]
-                        ny, nx = _oracle_points(err, mask, n - len(ys), patch)
-                        ys, xs = ys + ny, xs + nx
+                elif mask is not None and n > len(ys):
+                    err = (pred_ab - gt_ab).pow(2).sum(1).sqrt()[0]
+                    ny, nx = _oracle_points(err, mask, n - len(ys), patch)
+                    ys, xs = ys + ny, xs + nx
                 hint, mask = _paint(gt_ab, ys, xs, patch)
                 pred_ab = guided_ab(model, l, hint, mask).ab
                 ours_row.append(_psnr_of(l, pred_ab, rgb))
