@@ -18,13 +18,12 @@ from typing import NamedTuple
 from components.evaluate import evaluate
 from components.export import export
 from components.prepare import prepare
-from components.promote import promote
 from components.stats import stats
 from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training
+from pipelines.common import cache, gpu_training, promote_step
 
 
 class Outputs(NamedTuple):
@@ -80,15 +79,14 @@ def colorization(
         ),
         "evaluate",
     )
-    pr = promote(
-        model=tr.outputs["model"],
-        evaluation=ev.outputs["evaluation"],
+    pr = promote_step(
+        tr.outputs["model"],
+        ev.outputs["evaluation"],
         model_name=model_name,
         gates=gates,
         experiment=experiment,
         tracking_uri=tracking_uri,
-        pipeline_run_id=run_id,
+        run_id=run_id,
     )
-    cache(pr, "promote")
     ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
     return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])

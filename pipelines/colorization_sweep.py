@@ -14,14 +14,13 @@ from typing import NamedTuple
 from components.evaluate import evaluate
 from components.export import export
 from components.prepare import prepare
-from components.promote import promote
 from components.select_best import select_best
 from components.stats import stats
 from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training
+from pipelines.common import cache, gpu_training, promote_step
 
 
 class Outputs(NamedTuple):
@@ -87,15 +86,14 @@ def colorization_sweep(
         higher_is_better=higher_is_better,
     )
     cache(best, "select_best")
-    pr = promote(
-        model=best.outputs["best_model"],
-        evaluation=best.outputs["best_evaluation"],
+    pr = promote_step(
+        best.outputs["best_model"],
+        best.outputs["best_evaluation"],
         model_name=model_name,
         gates=gates,
         experiment=experiment,
         tracking_uri=tracking_uri,
-        pipeline_run_id=run_id,
+        run_id=run_id,
     )
-    cache(pr, "promote")
     ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
     return Outputs(evaluation=best.outputs["best_evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])

@@ -16,6 +16,7 @@ backend (>= 2.1) honours it. The local runner ignores both accelerator and volum
 
 from __future__ import annotations
 
+from components.promote import promote
 from kfp.dsl import PipelineTask
 
 DETERMINISTIC = {"prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer"}
@@ -36,3 +37,19 @@ def gpu_training(task: PipelineTask, *, gpus: int = 1, cpu: str = "8", memory: s
     k8s = task.platform_config.setdefault("kubernetes", {})
     k8s.setdefault("emptyDirMounts", []).append(mount)
     return task
+
+
+def promote_step(
+    model: object, evaluation: object, *, model_name: str, gates: str, experiment: str, tracking_uri: str, run_id: str
+) -> PipelineTask:
+    """The ``promote`` task every pipeline ends with: register ``model`` as challenger, apply ``gates`` (uncached)."""
+    task = promote(
+        model=model,
+        evaluation=evaluation,
+        model_name=model_name,
+        gates=gates,
+        experiment=experiment,
+        tracking_uri=tracking_uri,
+        pipeline_run_id=run_id,
+    )
+    return cache(task, "promote")

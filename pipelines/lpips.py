@@ -18,12 +18,11 @@ from typing import NamedTuple
 
 from components.build_proxy_bapps import build_proxy_bapps
 from components.evaluate_lpips import evaluate_lpips
-from components.promote import promote
 from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact
 
-from pipelines.common import cache, gpu_training
+from pipelines.common import cache, gpu_training, promote_step
 
 SHARED = "../shared/datasets"
 
@@ -71,14 +70,13 @@ def lpips(
     )
     gpu_training(cache(tr, "train"))
     ev = cache(evaluate_lpips(model=tr.outputs["model"], bapps=data.outputs["bapps"]), "evaluate")
-    pr = promote(
-        model=tr.outputs["model"],
-        evaluation=ev.outputs["evaluation"],
+    pr = promote_step(
+        tr.outputs["model"],
+        ev.outputs["evaluation"],
         model_name=model_name,
         gates=gates,
         experiment=experiment,
         tracking_uri=tracking_uri,
-        pipeline_run_id=run_id,
+        run_id=run_id,
     )
-    cache(pr, "promote")
     return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"])

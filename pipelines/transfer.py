@@ -18,13 +18,12 @@ from typing import NamedTuple
 
 from components.combine_transfer import combine_transfer
 from components.prepare import prepare
-from components.promote import promote
 from components.train import train
 from components.transfer import transfer as transfer_probe
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training
+from pipelines.common import cache, gpu_training, promote_step
 
 
 class Outputs(NamedTuple):
@@ -92,14 +91,13 @@ def transfer(
         models=dsl.Collected(tr.outputs["model"]), evaluations=dsl.Collected(ev.outputs["evaluation"])
     )
     cache(best, "combine_transfer")
-    pr = promote(
-        model=best.outputs["best_model"],
-        evaluation=best.outputs["table"],
+    pr = promote_step(
+        best.outputs["best_model"],
+        best.outputs["table"],
         model_name=model_name,
         gates=gates,
         experiment=experiment,
         tracking_uri=tracking_uri,
-        pipeline_run_id=run_id,
+        run_id=run_id,
     )
-    cache(pr, "promote")
     return Outputs(table=best.outputs["table"], best_model=best.outputs["best_model"], decision=pr.outputs["decision"])
