@@ -72,3 +72,18 @@ def test_crop_must_be_multiple_of_8():
     model = task.build_model()
     with pytest.raises(ValueError, match="multiple of 8"):
         task.loss(model, {"rgb": Synth(2, size=30).x})
+
+
+def test_init_continues_from_a_guided_model_strictly(tmp_path):
+    """``--init`` loads every tensor of a same-width siggraph17; a different width is refused."""
+    from chromaflow.models import create_model, save_weights
+
+    torch.manual_seed(0)
+    src = create_model("siggraph17", width=0.125, global_hints=False)
+    save_weights(src, tmp_path / "g.safetensors")
+    got = GuidedTask(Synth(2), width=0.125, init=str(tmp_path / "g.safetensors")).build_model().state_dict()
+    want = src.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    save_weights(create_model("siggraph17", width=0.25, global_hints=False), tmp_path / "wide.safetensors")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        GuidedTask(Synth(2), width=0.125, init=str(tmp_path / "wide.safetensors")).build_model()

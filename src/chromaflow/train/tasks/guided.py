@@ -11,7 +11,8 @@ Loss (Eq. 3.4-3.6): smooth-l1 (Huber, delta = 1 ab unit, i.e. ``1 / ab_norm`` on
 output, as in the released code) between predicted and ground-truth ab, mean over pixels, plus
 ``--dist-weight`` x the soft-encoded cross-entropy of the distribution head at H/4 (10 nearest bins,
 sigma 5, as ch. 3.3.2 says). The side head is detached inside the network, so it does not train the
-main branch. Trained from scratch here (the thesis initialized conv1-8 from the ch. 2 network).
+main branch. Trained from scratch here (the thesis initialized conv1-8 from the ch. 2 network); ``--init``
+continues from a siggraph17 model of the same width and options (strict: a missing or extra key is an error).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from torch.utils.data import DataLoader
 from chromaflow import color
 from chromaflow.color.constants import SOFT_K_REFERENCE, SOFT_SIGMA
 from chromaflow.data.hints import global_hints, simulate_local_hints
-from chromaflow.models import create_model
+from chromaflow.models import create_model, load_weights
+from chromaflow.models.weights import load_state_strict
 from chromaflow.train.losses import classification_loss
 from chromaflow.train.tasks import colorization
 
@@ -49,7 +51,10 @@ class GuidedTask(colorization.ColorizationTask):
         self.generator: torch.Generator | None = None
 
     def build_model(self) -> nn.Module:
-        return create_model("siggraph17", width=self.width, global_hints=self.use_global)
+        model = create_model("siggraph17", width=self.width, global_hints=self.use_global)
+        if self.init:  # continue from a siggraph17 model of the same width: every key must match
+            load_state_strict(model, load_weights(self.init, contract=self.contract).state_dict(), source=self.init)
+        return model
 
     def _forward(self, model: nn.Module, rgb: torch.Tensor):  # type: ignore[override]
         if rgb.shape[-1] % 8 or rgb.shape[-2] % 8:
@@ -98,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global-hints", action="store_true", help="also train the global-hints branch")
     parser.add_argument("--dist-weight", type=float, default=1.0, help="weight of the distribution side-head loss")
     parser.add_argument("--soft-k", type=int, default=SOFT_K_REFERENCE, help="soft-encoding neighbours (ch. 3: 10)")
+    parser.add_argument("--init", help="siggraph17 weights of the same width to continue from")
 
 
 def build(args: argparse.Namespace) -> GuidedTask:
@@ -110,5 +116,6 @@ def build(args: argparse.Namespace) -> GuidedTask:
         soft_sigma=SOFT_SIGMA,
         global_hints=args.global_hints,
         dist_weight=args.dist_weight,
+        init=args.init,
         data=str(args.data),
     )
