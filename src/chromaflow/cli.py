@@ -20,6 +20,7 @@ from chromaflow.logs import setup_logging
 STEPS: dict[str, tuple[str, str]] = {
     "prepare": ("chromaflow.data.prepare", "ingest images into Parquet shards with a manifest"),
     "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
+    "bapps": ("chromaflow.data.bapps", "build a PROXY BAPPS (2AFC/JND) from photos with graded distortions"),
     "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),

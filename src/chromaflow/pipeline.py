@@ -224,18 +224,10 @@ def _scalar(typ: Any, value: Any, name: str) -> Any:
 
 def _convert(action: argparse.Action, value: Any, name: str) -> Any:
     """``value`` as its flag would parse it (KFP hands dict values over as JSON floats or strings)."""
-    import yaml
-
     if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
         return _switch(value, name)
-    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
-        items = yaml.safe_load(value) if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ValueError(f"train option {name!r}: expected a list, got {value!r}")
-        if isinstance(action.nargs, int) and len(items) != action.nargs:
-            raise ValueError(f"train option {name!r}: expected {action.nargs} values, got {list(items)}")
-        out = [_scalar(action.type, v, name) for v in items]
-        return tuple(out) if isinstance(action.default, tuple) else out
+    if action.nargs not in (None, "?"):
+        raise ValueError(f"train option {name!r}: list-valued flags are not supported in options")
     out = _scalar(action.type, value, name)
     if action.choices is not None and out not in action.choices:
         raise ValueError(f"train option {name!r}: {out!r} is not one of {list(action.choices)}")
@@ -249,7 +241,7 @@ def train_arguments(task: str, options: Mapping[str, Any] | None = None, **flags
     so the task's own default applies. ``options``: any other flag of the task, by its dest name
     (``{"variant": "split_cl_cl", "fc_width": 256}``). KFP hands a dict over as JSON: ints arrive as floats
     and pipeline parameters placed inside a dict as strings, so every value is converted with its flag's
-    type (``"3.0"`` -> 3 for an int flag, ``"true"`` for a switch, a list for ``nargs``) and checked against
+    type (``"3.0"`` -> 3 for an int flag, ``"true"`` for a switch) and checked against
     its choices. Raises ``ValueError`` for a flag the task does not have (naming the task's flags), a name
     given both as a typed input and in ``options``, or a value its flag rejects.
     """

@@ -88,3 +88,20 @@ def test_proxy_builder(tmp_path, shared_datasets):
     before = (tmp_path / "p" / "manifest.json").stat().st_mtime_ns
     bapps.build_proxy_bapps(tmp_path / "p", train, val, n_train=12, n_val=6, n_jnd=10, seed=1)  # no-op
     assert (tmp_path / "p" / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_bapps_step_builds_from_glob_patterns_and_names_a_bad_source(tmp_path, sample_dir):
+    from chromaflow.cli import main
+
+    out = tmp_path / "b"
+    rc = main(["bapps", "--train-images", str(sample_dir / "kodim0[1-2].jpg"), "--val-images",
+               str(sample_dir / "skimage_coffee.jpg"), "--out", str(out), "--n-train", "4", "--n-val", "2",
+               "--n-jnd", "3"])  # fmt: skip
+    assert rc == 0
+    m = bapps.read_json(out / "manifest.json")
+    assert [p.rsplit("/", 1)[-1] for p in m["params"]["train_images"]] == ["kodim01.jpg", "kodim02.jpg"]
+    assert len(bapps.TwoAFCDataset(bapps.list_sets(out, "2afc", "train"))) == 4
+    with pytest.raises(FileNotFoundError, match=r"nothing\*\.jpg: the pattern matches no image file"):
+        bapps.find_images([tmp_path / "nothing*.jpg"])
+    assert main(["bapps", "--train-images", str(tmp_path / "missing.jpg"), "--val-images", str(out),
+                 "--out", str(tmp_path / "c")]) == 2  # fmt: skip

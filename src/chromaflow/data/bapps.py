@@ -26,6 +26,8 @@ thesis's Table 6.5.
 
 from __future__ import annotations
 
+import argparse
+import glob
 import io
 import logging
 import os
@@ -251,10 +253,16 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files in ``paths`` (files, or folders searched recursively), sorted."""
+    """Image files in ``paths`` (files, folders searched recursively, or glob patterns such as
+    ``data/sample/kodim*.jpg``), folders and patterns sorted; a path or pattern that finds nothing is an error."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if any(ch in str(p) for ch in "*?["):
+            hits = sorted(Path(q) for q in glob.glob(str(p)) if Path(q).suffix.lower() in IMAGE_EXTS)
+            if not hits:
+                raise FileNotFoundError(f"proxy sources: {p}: the pattern matches no image file")
+            out += hits
+        elif p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
         elif p.is_file():
             out.append(p)
@@ -363,9 +371,25 @@ def build_proxy_bapps(
     return manifest
 
 
-def default_proxy_sources(shared_datasets: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """(train, val) photo folders from ``../shared/datasets``: BSDS500 train+test / BSDS500 val + Kodak."""
-    d = Path(shared_datasets)
-    train = [d / "bsds500" / "images" / "train", d / "bsds500" / "images" / "test"]
-    val = [d / "bsds500" / "images" / "val", d / "kodak24"]
-    return train, val
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-images", nargs="+", required=True, metavar="PATH",
+                        help="photos for 2afc/train: files, folders or glob patterns")  # fmt: skip
+    parser.add_argument("--val-images", nargs="+", required=True, metavar="PATH",
+                        help="photos for 2afc/val and jnd/val, disjoint from --train-images")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output BAPPS root (2afc/, jnd/, manifest.json)")
+    parser.add_argument("--n-train", type=int, default=2000, help="2AFC training triplets")
+    parser.add_argument("--n-val", type=int, default=500, help="2AFC validation triplets")
+    parser.add_argument("--n-jnd", type=int, default=500, help="JND validation pairs")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        manifest = build_proxy_bapps(args.out, args.train_images, args.val_images, n_train=args.n_train,
+                                     n_val=args.n_val, n_jnd=args.n_jnd, seed=args.seed)  # fmt: skip
+    except (ValueError, OSError) as exc:
+        log.error("bapps failed: %s", exc)
+        return 2
+    counts = {split: sum(c.values()) for split, c in manifest["counts"].items()}
+    print(f"PROXY BAPPS (not human judgments) at {args.out}: {counts}")
+    return 0

@@ -19,7 +19,8 @@ decay" has no engine schedule (use ``--schedule constant`` or ``cosine``).
     chromaflow train --task lpips --variant lin --net squeeze --data runs/bapps_proxy \\
         --trunk ../shared/datasets/squeezenet1_1/squeezenet1_1_caffe_folded_torchvision_norm_tvkeys.pth \\
         --out runs/lpips_squeeze_lin --steps 400
-    chromaflow train --task lpips ... --proxy-from ../shared/datasets   # build the PROXY BAPPS first
+
+The data comes from ``chromaflow bapps`` (a PROXY BAPPS built from photos) or the real BAPPS, unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from chromaflow.color.constants import LAB_CONTRACT
-from chromaflow.data.bapps import TwoAFCDataset, build_proxy_bapps, default_proxy_sources, list_sets
+from chromaflow.data.bapps import TwoAFCDataset, list_sets
 from chromaflow.evaluate import lpips as L
 from chromaflow.train.engine import Task
 
@@ -206,17 +207,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trunk", help="pretrained torchvision state_dict for lin/tune (or 'random')")
     parser.add_argument("--version", choices=L.VERSIONS, default="0.1")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout on squared differences (training)")
-    parser.add_argument(
-        "--proxy-from", help="build a PROXY BAPPS into --data from this ../shared/datasets folder first"
-    )
-    parser.add_argument("--proxy-size", type=int, nargs=3, default=(2000, 500, 500), metavar=("TRAIN", "VAL", "JND"))
     parser.set_defaults(lr=1e-4, beta1=0.5, beta2=0.999, weight_decay=0.0, batch_size=50)
 
 
 def build(args: argparse.Namespace) -> LpipsTask:
-    if args.proxy_from:
-        tr, va = default_proxy_sources(args.proxy_from)
-        n_train, n_val, n_jnd = args.proxy_size
-        build_proxy_bapps(args.data, tr, va, n_train=n_train, n_val=n_val, n_jnd=n_jnd, seed=args.seed)
     return LpipsTask(args.data, variant=args.variant, net=args.net, trunk=args.trunk, version=args.version,
                      dropout=args.dropout, seed=args.seed)  # fmt: skip
