@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import chromaflow
 from chromaflow import color
 from chromaflow.color.constants import AB_NORM, Q
 from chromaflow.color.palette import PALETTE_K, PALETTE_TEMPERATURE, ab_swatch, suggest_palette
@@ -59,7 +58,7 @@ from chromaflow.serving.request import (
     parse_options,
 )
 from chromaflow.serving.response import Response, encode_image, error_response
-from chromaflow.serving.service import ARCHIVE_META, DEFAULT_MAX_PIXELS
+from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, read_archive_meta
 
 log = logging.getLogger(__name__)
 
@@ -450,8 +449,11 @@ def _png_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class GuidedService:
+class GuidedService(ModelService):
     """The guided model behind ``handle(requests) -> responses`` for one endpoint of :data:`ENDPOINTS`."""
+
+    config_type = GuidedConfig
+    architecture = "siggraph17"
 
     def __init__(
         self,
@@ -462,12 +464,8 @@ class GuidedService:
     ) -> None:
         if endpoint not in ENDPOINTS:
             raise ValueError(f"GuidedService: endpoint must be one of {ENDPOINTS}, got {endpoint!r}")
-        self.model = model.eval()
-        self.config = config or GuidedConfig()
-        self.meta = dict(meta or {})
+        super().__init__(model, config, meta)
         self.endpoint = endpoint
-        if self.config.num_threads > 0:
-            torch.set_num_threads(self.config.num_threads)
 
     @classmethod
     def from_weights(
@@ -481,14 +479,8 @@ class GuidedService:
         meta: Mapping[str, Any] | None = None,
     ) -> GuidedService:
         """Load a ``save_weights`` file of a ``siggraph17`` model (strict; hash-checked when given)."""
-        from chromaflow.models import load_weights
-        from chromaflow.serving.service import pick_device
-
-        if not isinstance(config, GuidedConfig):
-            config = GuidedConfig.from_mapping(config)
-        model = load_weights(weights, expected_sha256, device=device or pick_device())
-        if model.config.get("name") != "siggraph17":
-            raise ValueError(f"GuidedService: {weights} holds a {model.config.get('name')!r} model, not siggraph17")
+        config = cls.coerce_config(config)
+        model = cls.load_model(weights, expected_sha256, device)
         if endpoint is None:
             endpoint = "colorize_guided" if config.endpoint == "auto" else config.endpoint
         return cls(model, config, meta, endpoint)
@@ -503,16 +495,8 @@ class GuidedService:
         device: torch.device | str | None = None,
     ) -> GuidedService:
         """Load from an unpacked archive; the endpoint comes from ``config.endpoint`` or else ``model_name``."""
-        meta_path = Path(model_dir) / ARCHIVE_META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"GuidedService: {meta_path} missing: not an archive made by chromaflow export")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("chromaflow_version") not in (None, chromaflow.__version__):
-            log.warning(
-                "archive built with chromaflow %s, serving with %s", meta["chromaflow_version"], chromaflow.__version__
-            )
-        if not isinstance(config, GuidedConfig):
-            config = GuidedConfig.from_mapping(config)
+        meta = read_archive_meta(model_dir, cls.__name__)
+        config = cls.coerce_config(config)
         endpoint = endpoint_for(model_name) if config.endpoint == "auto" else config.endpoint
         return cls.from_weights(
             Path(model_dir) / meta["weights"],
@@ -522,10 +506,6 @@ class GuidedService:
             device=device,
             meta=meta,
         )
-
-    @property
-    def model_info(self) -> dict[str, Any]:
-        return {k: self.meta[k] for k in ("name", "version", "sha256") if k in self.meta}
 
     @property
     def supports_global(self) -> bool:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from chromaflow.evaluate import lpips as L
 from chromaflow.serving.request import Request, RequestError, decode_image
 from chromaflow.serving.response import Response, error_response
-from chromaflow.serving.service import ARCHIVE_META
+from chromaflow.serving.service import ARCHIVE_META, read_archive_meta
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,12 @@ class LpipsService:
         from chromaflow.models import sha256_file
 
         model_dir = Path(model_dir)
-        meta_path = model_dir / ARCHIVE_META
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        meta = read_archive_meta(model_dir, cls.__name__, required=False)
         weights = model_dir / meta.get("weights", WEIGHTS_FILE)
         if meta.get("sha256") and sha256_file(weights) != meta["sha256"]:
-            raise ValueError(f"LpipsService: {weights}: sha256 differs from {meta_path} (corrupt archive)")
+            raise ValueError(
+                f"LpipsService: {weights}: sha256 differs from {model_dir / ARCHIVE_META} (corrupt archive)"
+            )
         model = L.load_lpips(weights, device=device)
         return cls(model, config=config, meta=meta)
 

@@ -121,15 +121,69 @@ def colorize_batch(
     return outs
 
 
-class ColorizeService:
-    """A colorization model behind ``handle(requests) -> responses`` (one response per request, in order)."""
+def read_archive_meta(model_dir: str | os.PathLike, who: str, *, required: bool = True) -> dict[str, Any]:
+    """``chromaflow_model.json`` of an unpacked archive (weights file name, sha256, config, lineage).
 
-    def __init__(self, model: nn.Module, config: ServiceConfig | None = None, meta: Mapping[str, Any] | None = None):
+    A missing file is a ``FileNotFoundError`` naming ``who`` (``{}`` when not ``required``); an archive built by
+    another chromaflow version is served with a warning.
+    """
+    meta_path = Path(model_dir) / ARCHIVE_META
+    if not meta_path.is_file():
+        if not required:
+            return {}
+        raise FileNotFoundError(f"{who}: {meta_path} missing: not an archive made by chromaflow export")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    built_with = meta.get("chromaflow_version")
+    if built_with and built_with != chromaflow.__version__:
+        log.warning("archive built with chromaflow %s, serving with %s", built_with, chromaflow.__version__)
+    return meta
+
+
+class ModelService:
+    """What the colorize and guided services share: the model (eval mode), the handler config, the archive meta.
+
+    Subclasses set ``config_type`` (a dataclass with ``from_mapping`` and ``num_threads``) and ``architecture``
+    (the registry name the weights must hold; ``None``: any).
+    """
+
+    config_type: Any = ServiceConfig
+    architecture: str | None = None
+
+    def __init__(self, model: nn.Module, config: Any = None, meta: Mapping[str, Any] | None = None) -> None:
         self.model = model.eval()
-        self.config = config or ServiceConfig()
+        self.config = self.coerce_config(config)
         self.meta = dict(meta or {})
         if self.config.num_threads > 0:
             torch.set_num_threads(self.config.num_threads)
+
+    @classmethod
+    def coerce_config(cls, config: Any) -> Any:
+        """``config`` as ``config_type`` (a mapping is validated by its ``from_mapping``; ``None``: defaults)."""
+        return config if isinstance(config, cls.config_type) else cls.config_type.from_mapping(config)
+
+    @classmethod
+    def load_model(
+        cls, weights: str | os.PathLike, expected_sha256: str | None = None, device: torch.device | str | None = None
+    ) -> nn.Module:
+        """A ``save_weights`` file, strict and hash-checked when ``expected_sha256`` is given, on ``device``
+        (default :func:`pick_device`); a file of another architecture is a ``ValueError``."""
+        from chromaflow.models import load_weights
+
+        model = load_weights(weights, expected_sha256, device=device or pick_device())
+        if cls.architecture and model.config.get("name") != cls.architecture:
+            raise ValueError(
+                f"{cls.__name__}: {weights} holds a {model.config.get('name')!r} model, not {cls.architecture}"
+            )
+        return model
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """Name, version and sha256 of the served model (from the archive), for JSON answers."""
+        return {k: self.meta[k] for k in ("name", "version", "sha256") if k in self.meta}
+
+
+class ColorizeService(ModelService):
+    """A colorization model behind ``handle(requests) -> responses`` (one response per request, in order)."""
 
     @classmethod
     def from_weights(
@@ -142,12 +196,7 @@ class ColorizeService:
         meta: Mapping[str, Any] | None = None,
     ) -> ColorizeService:
         """Load a ``save_weights`` file (strict, hash-checked when ``expected_sha256`` is given)."""
-        from chromaflow.models import load_weights
-
-        if not isinstance(config, ServiceConfig):
-            config = ServiceConfig.from_mapping(config)
-        model = load_weights(weights, expected_sha256, device=device or pick_device())
-        return cls(model, config, meta)
+        return cls(cls.load_model(weights, expected_sha256, device), cls.coerce_config(config), meta)
 
     @classmethod
     def from_model_dir(
@@ -159,16 +208,9 @@ class ColorizeService:
     ) -> ColorizeService:
         """Load from an unpacked archive (what TorchServe extracts a ``.mar`` to): ``chromaflow_model.json``
         names the weights file and its sha256."""
-        model_dir = Path(model_dir)
-        meta_path = model_dir / ARCHIVE_META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"ColorizeService: {meta_path} missing: not an archive made by chromaflow export")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        built_with = meta.get("chromaflow_version")
-        if built_with and built_with != chromaflow.__version__:
-            log.warning("archive built with chromaflow %s, serving with %s", built_with, chromaflow.__version__)
+        meta = read_archive_meta(model_dir, cls.__name__)
         return cls.from_weights(
-            model_dir / meta["weights"], config, expected_sha256=meta["sha256"], device=device, meta=meta
+            Path(model_dir) / meta["weights"], config, expected_sha256=meta["sha256"], device=device, meta=meta
         )
 
     def handle(self, requests: Sequence[Request]) -> list[Response]:
@@ -198,8 +240,3 @@ class ColorizeService:
                 meta = {"T": T_default if opts.T is None else opts.T, "model": self.model_info}
                 responses[i] = image_response(rgb, img, opts, meta)
         return responses  # type: ignore[return-value]
-
-    @property
-    def model_info(self) -> dict[str, Any]:
-        """Name and version of the served model (from the archive), for JSON answers."""
-        return {k: self.meta[k] for k in ("name", "version", "sha256") if k in self.meta}
