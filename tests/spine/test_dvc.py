@@ -121,3 +121,13 @@ def test_exp_run_with_set_param_trains_and_reports_metrics(fresh_repo):
     assert "auc_rebal" in flat and "final_loss" in flat
     assert yaml.safe_load((fresh_repo / "params.yaml").read_text())["train"]["steps"] == 3
     assert any(p.suffix == ".mar" for p in (fresh_repo / "runs/dvc/export").iterdir())
+
+
+@pytest.mark.slow
+def test_splitbrain_chain_reproduces_in_a_fresh_repo(fresh_repo):
+    """prepare (labelled sample) -> train (split-brain cl,cl) -> transfer: the probes learn well above chance."""
+    _sh(["dvc", "repro", "splitbrain_transfer"], fresh_repo)
+    m = yaml.safe_load((fresh_repo / "runs/dvc/transfer/metrics.json").read_text())
+    assert set(m["rows"]) == {"Split-Brain Auto (cl,cl)", "Gaussian"} and m["chance_top1"] == 10.0
+    assert m["transfer_best_top1"] > 2 * m["chance_top1"], m["rows"]
+    assert "up to date" in _sh(["dvc", "status", "splitbrain_transfer"], fresh_repo).lower()
