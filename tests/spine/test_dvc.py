@@ -101,12 +101,9 @@ def test_repro_of_the_data_stages_matches_committed_lock(fresh_repo, repo_root):
     _sh(["dvc", "push", "stats"], fresh_repo)
     assert (fresh_repo / ".dvc" / "config").read_text() == config
     assert sum(1 for p in remote.rglob("*") if p.is_file()) > 5, "dvc push stored nothing in the local remote"
-    assert _outs(got["lpips_bapps"]) == _outs(kept["lpips_bapps"]), "lpips_bapps: a fresh repro gave other outputs"
-    if any(_outs(got[s]) != _outs(kept[s]) for s in ("prepare", "splitbrain_prepare")):
-        # known: prepare's manifest fingerprint hashes the source files' mtimes (chromaflow.data.sources), which a
-        # fresh clone does not keep, so manifest.json (not the shards) differs from the committed lock
-        pytest.xfail("data/prepared differs from dvc.lock: manifest fingerprint depends on source mtimes")
-    assert _outs(got["stats"]) == _outs(kept["stats"]), "stats: a fresh repro gave different outputs"
+    # byte-identical outputs: prepare fingerprints local sources by content (mtimes do not survive a clone)
+    for stage in ("prepare", "stats", "splitbrain_prepare", "lpips_bapps"):
+        assert _outs(got[stage]) == _outs(kept[stage]), f"{stage}: a fresh repro gave different outputs"
 
 
 @pytest.mark.slow
