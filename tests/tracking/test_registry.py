@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
+import logging
 import uuid
+import warnings
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
+import yaml
+from PIL import Image
 
 models = pytest.importorskip("chromaflow.models")
 # MLflow nags about type hints on predict; the logged ModelSignature is the schema on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 
+from chromaflow.tracking import registry  # noqa: E402
 from chromaflow.tracking.registry import load_registered, log_model  # noqa: E402
 
 
@@ -136,3 +144,163 @@ def test_pyfunc_from_code_no_pickle(uri, registered, model_name, example, tmp_pa
     l_in = rgb2lab(batch)[..., 0]
     l_out = rgb2lab(out)[..., 0]
     assert np.abs(l_in - l_out).mean() < 1.5
+
+
+# ---------------------------------------------------------------------------------------- every registered kind
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _register_quietly(weights, name, example, uri, **kw):
+    """``log_model`` while recording MLflow's WARNING log records and Python warnings; returns (mv, messages)."""
+    handler = _Records()
+    logger = logging.getLogger("mlflow")  # MLflow's own handler does not propagate to caplog's root handler
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mv = log_model(weights, name, example, size=32, uri=uri, experiment="test-kinds")
+    finally:
+        logger.removeHandler(handler)
+    return mv, handler.messages + [str(w.message) for w in caught]
+
+
+def _example_complaints(messages):
+    """Every recorded warning but MLflow's type-hint nag (filtered on purpose for this whole module)."""
+    return [m for m in messages if "Add type hints to the `predict` method" not in m]
+
+
+@pytest.fixture(scope="module")
+def kind_files(tmp_path_factory):
+    """Tiny random-weight files of every non-eccv16 kind: siggraph17, save_lpips, lpips_2afc, splitbrain."""
+    import torch
+
+    from chromaflow.evaluate import lpips as L
+    from chromaflow.train.tasks.lpips import LPIPS2AFC
+
+    root = tmp_path_factory.mktemp("kinds")
+    torch.manual_seed(0)
+    files = {}
+    files["siggraph17"] = root / "guided.safetensors"
+    models.save_weights(models.create_model("siggraph17", width=1 / 16), files["siggraph17"])
+    files["splitbrain"] = root / "splitbrain.safetensors"
+    sb = models.create_model("splitbrain", variant="split_cl_cl", input_size=32, width=1 / 8, fc_width=16)
+    models.save_weights(sb, files["splitbrain"])
+    lp = L.build_lpips("squeeze", trunk="random", seed=0)
+    files["lpips"] = root / "lpips.safetensors"
+    L.save_lpips(lp, files["lpips"])
+    two = LPIPS2AFC("squeeze")
+    L.load_trunk_weights(two.lpips, L.random_trunk_state("squeeze", 1))
+    with torch.no_grad():
+        for w in two.lpips.lins:
+            w.uniform_(0, 1)
+    files["lpips_2afc"] = root / "model.safetensors"
+    models.save_weights(two, files["lpips_2afc"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def kinds(mlflow_server, kind_files, example):
+    """Each file registered once (``{config name: (ModelVersion, MLflow warnings)}``)."""
+    out = {}
+    for name, path in kind_files.items():
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        out[name] = _register_quietly(path, f"test-{name}-{uuid.uuid4().hex[:6]}", example, mlflow_server)
+    return out
+
+
+def _pyfunc(uri, mv):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}")
+
+
+def test_registering_every_kind_emits_no_example_warning(uri, kinds):
+    for name, (mv, messages) in kinds.items():
+        assert not _example_complaints(messages), (name, messages)
+        assert mv.tags["chromaflow.kind"] == registry.KINDS[name] and mv.tags["chromaflow.model"] == name
+
+
+def test_guided_pyfunc_equals_the_serving_no_hint_path(uri, kinds, kind_files):
+    from chromaflow.serving import Request
+    from chromaflow.serving.guided import GuidedService
+
+    batch = np.random.default_rng(2).integers(0, 256, (2, 40, 36, 3), dtype=np.uint8)
+    out = _pyfunc(uri, kinds["siggraph17"][0]).predict(batch)
+    assert out.dtype == np.uint8 and out.shape == batch.shape
+    service = GuidedService.from_weights(kind_files["siggraph17"], {"size": 32}, device="cpu")
+    reqs = []
+    for img in batch:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        reqs.append(Request(body={"image": base64.b64encode(buf.getvalue()).decode()}, content_type="application/json"))
+    served = np.stack([np.asarray(Image.open(io.BytesIO(r.body)).convert("RGB")) for r in service.handle(reqs)])
+    np.testing.assert_array_equal(out, served)
+
+
+@pytest.mark.parametrize("name", ["lpips", "lpips_2afc"])
+def test_lpips_pyfunc_gives_the_library_distances(uri, kinds, kind_files, name):
+    import torch
+
+    from chromaflow.evaluate.lpips_eval import load_any_lpips
+
+    mv = kinds[name][0]
+    mlflow.set_tracking_uri(uri)
+    mlmodel = yaml.safe_load(
+        (Path(mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}/MLmodel"))).read_text()
+    )
+    assert "-1, 2, -1, -1, 3" in mlmodel["signature"]["inputs"] and '"float32"' in mlmodel["signature"]["outputs"]
+    assert mlmodel["saved_input_example_info"]["type"] == "ndarray"
+    pairs = np.random.default_rng(3).integers(0, 256, (3, 2, 40, 44, 3), dtype=np.uint8)
+    d = _pyfunc(uri, mv).predict(pairs)
+    assert d.dtype == np.float32 and d.shape == (3,)
+    ref = load_any_lpips(kind_files[name])  # chromaflow.evaluate.lpips on the same pairs, [0, 1] floats
+    t = torch.from_numpy(pairs).permute(0, 1, 4, 2, 3).float() / 255.0
+    with torch.no_grad():
+        expected = ref(t[:, 0], t[:, 1]).numpy()
+    np.testing.assert_allclose(d, expected, rtol=1e-5, atol=1e-7)
+    assert (d > 0).all()
+    with pytest.raises(Exception, match="2|shape"):  # an image batch is not a pair batch
+        _pyfunc(uri, mv).predict(pairs[:, 0])
+
+
+def test_representation_pyfunc_pools_splitbrain_conv5(uri, kinds, kind_files):
+    import torch
+
+    from chromaflow.evaluate.transfer import load_extractor
+
+    batch = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    pyfunc = _pyfunc(uri, kinds["splitbrain"][0])
+    f = pyfunc.predict(batch)
+    ex = load_extractor(str(kind_files["splitbrain"]), device=torch.device("cpu"))  # the transfer probes' features
+    with torch.no_grad():
+        conv5 = ex.fn(torch.from_numpy(batch).permute(0, 3, 1, 2))["conv5"]
+    assert f.dtype == np.float32 and f.shape == (2, conv5.shape[1])
+    np.testing.assert_allclose(f, conv5.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    assert pyfunc.predict(batch[:1, :20, :28]).shape == (1, conv5.shape[1])  # other sizes: resized to input_size
+
+
+def test_unknown_kind_is_refused_at_registration(uri, tmp_path, kind_files):
+    from mlflow import MlflowClient
+    from torch import nn
+
+    model_name = f"test-refused-{uuid.uuid4().hex[:8]}"
+
+    net = nn.Linear(2, 2)
+    net.config = {"name": "mystery", "kwargs": {}, "contract": models.make_contract()}
+    path = tmp_path / "mystery.safetensors"
+    models.save_weights(net, path)
+    with pytest.raises(ValueError, match=r"mystery\.safetensors.*'mystery'"):
+        log_model(path, model_name, np.zeros((1, 8, 8, 3), np.uint8), uri=uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    assert not client.search_registered_models(filter_string=f"name = '{model_name}'")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        log_model(kind_files["siggraph17"], model_name, None, size=36, uri=uri)
+    assert not client.search_registered_models(filter_string=f"name = '{model_name}'")

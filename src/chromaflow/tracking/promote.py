@@ -241,9 +241,7 @@ def register_challenger(
     """
     import json
 
-    import numpy as np
-
-    from chromaflow.tracking.registry import log_model
+    from chromaflow.tracking.registry import image_example, log_model
 
     try:
         with open(metrics, encoding="utf-8") as f:
@@ -253,8 +251,7 @@ def register_challenger(
     if not isinstance(result, dict):
         raise PromotionError(f"metrics {metrics}: expected a JSON object, got {type(result).__name__}")
     scalars = {k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    example = np.full((1, 32, 32, 3), 128, np.uint8)  # the pyfunc's input example: (N, H, W, 3) uint8
-    example[0, :, :, 0] = np.linspace(0, 255, 32, dtype=np.uint8)
+    example = image_example()  # uint8 (1, 32, 32, 3); log_model builds its own for kinds taking other inputs (lpips)
     return log_model(
         weights, name, example, metrics=scalars, eval_set=result.get("eval_set"), experiment=experiment,
         data=weights, params=params, uri=uri,

@@ -1,13 +1,27 @@
-"""Log a colorization model to MLflow, register a version with the ``challenger`` alias, load it back safely.
+"""Log a chromaflow model to MLflow, register a version with the ``challenger`` alias, load it back safely.
 
     mv = log_model("runs/demo/train/model.safetensors", "chromaflow-colorization", example,
                    metrics={"auc_raw": 89.1, "auc_rebal": 64.0}, eval_set=eval_fingerprint)
     model, info = load_registered("models:/chromaflow-colorization@champion")
 
 The MLflow model is a pyfunc built from code (``pyfunc_model.py``; nothing is cloudpickled) with the
-safetensors weights as its ``weights`` artifact, a uint8 ``(N, H, W, 3)`` -> uint8 ``(N, H, W, 3)`` signature,
-an input example, and the model config + Lab contract in its metadata. The version carries the lineage
-tags, ``chromaflow.weights_sha256``, ``metric.<name>`` and ``chromaflow.eval_set``.
+safetensors weights as its ``weights`` artifact, a signature and an input example chosen by the weights'
+*kind*, and the model config (+ Lab contract) in its metadata. The kind comes from the config name stored in
+the weights, through :data:`KINDS` (the one place registration and the pyfunc dispatch on)::
+
+    config name            kind             pyfunc input                    -> output
+    eccv16                 colorization     uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3) colorized
+    siggraph17             guided           uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3), automatic
+                                            (no local or global hints: the serving no-hint path)
+    lpips (save_lpips),    lpips            uint8 (N, 2, H, W, 3) pairs     -> float32 (N,) LPIPS distances
+    lpips_2afc (train)
+    splitbrain             representation   uint8 (N, H, W, 3) RGB          -> float32 (N, D) conv5 features,
+                                            resized to the model's input_size, towers concatenated
+                                            (Eq. 5.3), global-average-pooled; D = conv5 channels
+
+Any other config name is refused at registration (``ValueError`` naming the file and the name). The
+version carries the lineage tags, ``chromaflow.weights_sha256``, ``chromaflow.kind``, ``metric.<name>`` and
+``chromaflow.eval_set``.
 """
 
 from __future__ import annotations
@@ -34,8 +48,90 @@ DEFAULT_EXPERIMENT = "chromaflow-models"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
 
 
-def _example_array(example: Any) -> np.ndarray:
-    """``example`` as uint8 ``(N, H, W, 3)``: accepts that, or a torch ``(N, 3, H, W)`` uint8 tensor."""
+KINDS: dict[str, str] = {  # weights config name -> pyfunc kind (see the module docstring)
+    "eccv16": "colorization",
+    "siggraph17": "guided",
+    "lpips": "lpips",  # chromaflow.evaluate.lpips.save_lpips file (its own "chromaflow.lpips" metadata)
+    "lpips_2afc": "lpips",  # chromaflow train --task lpips output (save_weights of LPIPS + ranking net G)
+    "splitbrain": "representation",
+}
+REPRESENTATION_LAYER = "conv5"  # the split-brain layer the representation pyfunc pools (thesis ch. 5)
+LPIPS_EXAMPLE_SIZE = 64  # side of the LPIPS input example: above every backbone's minimum (alex: 31)
+
+
+def read_weights_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config of a weights file: a ``save_weights`` file's own, or for a ``save_lpips`` file (no
+    ``chromaflow.config``; ``chromaflow.models.read_config`` refuses it) ``{"name": "lpips", "kwargs": <its
+    stored LPIPS config>, "contract": None}``. Reads headers only; ``ValueError`` naming ``path`` otherwise."""
+    from chromaflow.models import read_config
+    from chromaflow.serving.lpips_core import lpips_file_config
+
+    lp = lpips_file_config(path)  # None for a file without the save_lpips metadata
+    if lp is not None:
+        return {"name": "lpips", "kwargs": lp, "contract": None}
+    return read_config(path)
+
+
+def weights_kind(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """``(kind, config)`` of a weights file; ``ValueError`` naming the file and its model when the kind is unknown."""
+    config = read_weights_config(path)
+    name = config.get("name")
+    if name not in KINDS:
+        raise ValueError(
+            f"log_model: {path} holds a {name!r} model, a kind the MLflow pyfunc does not know "
+            f"(known: {', '.join(sorted(KINDS))})"
+        )
+    return KINDS[name], config
+
+
+def load_model_file(
+    path: str | os.PathLike, expected_sha256: str | None = None, *, device: str = "cpu"
+) -> tuple[str, Any, dict[str, Any]]:
+    """``(kind, model, config)``: the model of ``path`` loaded strictly (sha256-checked when given, never
+    unpickled): ``chromaflow.models.load_weights``, or for LPIPS files ``evaluate.lpips_eval.load_any_lpips``."""
+    from chromaflow.models import load_weights, sha256_file
+
+    kind, config = weights_kind(path)
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual.lower() != expected_sha256.lower():
+            raise ValueError(f"load_weights: {path}: sha256 {actual} != expected {expected_sha256}")
+    if kind == "lpips":
+        from chromaflow.evaluate.lpips_eval import load_any_lpips
+
+        model = load_any_lpips(path, device=device)
+    else:
+        model = load_weights(path, device=device)
+    return kind, model, config
+
+
+def image_example() -> np.ndarray:
+    """A uint8 ``(1, 32, 32, 3)`` image (a ramp in R, gray elsewhere): the default input example."""
+    example = np.full((1, 32, 32, 3), 128, np.uint8)
+    example[0, :, :, 0] = np.linspace(0, 255, 32, dtype=np.uint8)
+    return example
+
+
+def lpips_example() -> np.ndarray:
+    """A uint8 ``(1, 2, S, S, 3)`` pair (S = :data:`LPIPS_EXAMPLE_SIZE`): a ramp and its mirror image."""
+    ramp = np.linspace(0, 255, LPIPS_EXAMPLE_SIZE, dtype=np.uint8)
+    x0 = np.broadcast_to(ramp[None, :, None], (LPIPS_EXAMPLE_SIZE, LPIPS_EXAMPLE_SIZE, 3))
+    return np.ascontiguousarray(np.stack([x0, x0[:, ::-1]])[None])
+
+
+def _example_array(example: Any, kind: str = "colorization") -> np.ndarray:
+    """The input example for ``kind``. Image kinds: ``example`` as uint8 ``(N, H, W, 3)`` (accepts that, or a
+    torch ``(N, 3, H, W)`` uint8 tensor; ``None``: :func:`image_example`). ``lpips``: ``example`` when it is
+    already a uint8 ``(N, 2, H, W, 3)`` pair batch, else :func:`lpips_example` (a caller's image is not a pair)."""
+    if kind == "lpips":
+        x = None if example is None or hasattr(example, "detach") else np.asarray(example)
+        if x is None or x.ndim != 5:
+            return lpips_example()
+        if x.dtype != np.uint8 or x.shape[1] != 2 or x.shape[-1] != 3 or x.shape[0] < 1:
+            raise ValueError(f"log_model: LPIPS example must be uint8 (N, 2, H, W, 3), got {x.dtype} {x.shape}")
+        return x
+    if example is None:
+        return image_example()
     if hasattr(example, "detach"):  # torch tensor (N, 3, H, W)
         t = example.detach().cpu()
         if t.ndim != 4 or t.shape[1] != 3:
@@ -47,12 +143,27 @@ def _example_array(example: Any) -> np.ndarray:
     return x
 
 
-def _signature() -> Any:
+def _signature(kind: str = "colorization") -> Any:
+    """The pyfunc's ``ModelSignature`` for ``kind``: any batch and size (-1), nothing frozen."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    spec = TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))  # any batch and size: nothing frozen
-    return ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
+    image = TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))
+    inputs, outputs = {
+        "colorization": (image, image),
+        "guided": (image, image),
+        "lpips": (TensorSpec(np.dtype(np.uint8), (-1, 2, -1, -1, 3)), TensorSpec(np.dtype(np.float32), (-1,))),
+        "representation": (image, TensorSpec(np.dtype(np.float32), (-1, -1))),
+    }[kind]
+    return ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs]))
+
+
+def _check_size(kind: str, size: int, path: Path) -> None:
+    """``size`` is the network input side of the colorization kinds (guided: a multiple of 8)."""
+    if kind == "colorization" and int(size) < 8:
+        raise ValueError(f"log_model: {path}: size must be >= 8 for a colorization model, got {size}")
+    if kind == "guided" and (int(size) < 8 or int(size) % 8):
+        raise ValueError(f"log_model: {path}: size must be a positive multiple of 8 for siggraph17, got {size}")
 
 
 def log_model(
@@ -72,12 +183,17 @@ def log_model(
     """Log ``weights_path`` as a pyfunc model, register a version of ``registered_name``, give it ``alias``.
 
     Args:
-        weights_path: a file written by ``chromaflow.models.save_weights`` (validated, never unpickled).
+        weights_path: a file written by ``chromaflow.models.save_weights`` or
+            ``chromaflow.evaluate.lpips.save_lpips`` (validated, never unpickled) of a kind in :data:`KINDS`;
+            another model is a ``ValueError`` naming the file and the model, before anything is logged.
         example: uint8 ``(N, H, W, 3)`` (or torch uint8 ``(N, 3, H, W)``) input example; keep it small
-            (it is stored as JSON), e.g. one 32x32 image.
+            (it is stored as JSON), e.g. one 32x32 image (``None``: :func:`image_example`). For the ``lpips``
+            kind a uint8 ``(N, 2, H, W, 3)`` pair batch is used as given; anything else is replaced by
+            :func:`lpips_example`.
         metrics, eval_set: evaluation results written as version tags ``metric.<name>`` and
             ``chromaflow.eval_set`` (the frozen eval set's fingerprint), which ``promote`` compares.
-        size: the network input size the pyfunc uses (``colorize(size=...)``).
+        size: the network input size of the colorization kinds (``colorize(size=...)``; siggraph17: a
+            multiple of 8); unused by ``lpips`` and ``representation`` (which uses the model's ``input_size``).
         experiment, data, params, uri: used to open a run with lineage when none is active.
 
     Returns the MLflow ``ModelVersion`` (with ``alias`` set). Lineage tags of the run are copied onto it.
@@ -85,15 +201,16 @@ def log_model(
     import mlflow
     from mlflow import MlflowClient
 
-    from chromaflow.models import read_config, sha256_file
+    from chromaflow.models import sha256_file
 
     p = Path(weights_path)
     if not p.is_file():
         raise FileNotFoundError(f"log_model: weights file {p} not found")
     if not isinstance(registered_name, str) or not registered_name.strip():
         raise ValueError(f"log_model: registered_name must be a non-empty string, got {registered_name!r}")
-    config = read_config(p)  # raises ValueError for a file not written by save_weights
-    x = _example_array(example)
+    kind, config = weights_kind(p)  # ValueError for an unreadable file or an unknown model kind
+    _check_size(kind, size, p)
+    x = _example_array(example, kind)
     metric_tags: dict[str, str] = {}
     for k, v in (metrics or {}).items():
         try:
@@ -108,22 +225,26 @@ def log_model(
     resolved = configure(uri) if uri else mlflow.get_tracking_uri()
     run = mlflow.active_run()
     client = MlflowClient(tracking_uri=resolved, registry_uri=resolved)
-    log_params({"weights_sha256": sha, "model": config["name"]})
+    log_params({"weights_sha256": sha, "model": config["name"], "kind": kind})
+    metadata = {"chromaflow.config": config, "chromaflow.kind": kind}
+    if config.get("contract") is not None:
+        metadata["chromaflow.contract"] = config["contract"]
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(PYFUNC_FILE),
         artifacts={"weights": str(p)},
-        signature=_signature(),
+        signature=_signature(kind),
         input_example=x,
-        model_config={"weights_sha256": sha, "size": int(size)},
-        metadata={"chromaflow.config": config, "chromaflow.contract": config["contract"]},
+        model_config={"weights_sha256": sha, "size": int(size), "kind": kind},
+        metadata=metadata,
         pip_requirements=[f"mlflow=={mlflow.__version__}", "torch", "numpy", "safetensors", "chromaflow"],
     )
     mlflow.log_dict(config, "model_config.json")
     run_tags = client.get_run(run.info.run_id).data.tags
     tags = {k: v for k, v in run_tags.items() if k.startswith(LINEAGE_PREFIX)}
     tags.update(metric_tags)
-    tags.update({SHA_TAG: sha, "chromaflow.model": config["name"], "chromaflow.weights_file": p.name})
+    tags.update({SHA_TAG: sha, "chromaflow.model": config["name"], "chromaflow.kind": kind})
+    tags["chromaflow.weights_file"] = p.name
     if eval_set is not None:
         tags[EVAL_SET_TAG] = str(eval_set)
     mv = mlflow.register_model(info.model_uri, registered_name, tags=tags)
@@ -161,15 +282,13 @@ def load_registered(
     """Load ``models:/name@alias`` (or ``models:/name/version``): download the weights, verify, load strictly.
 
     The weights' sha256 must equal the version's ``chromaflow.weights_sha256`` tag; the model is built by
-    ``chromaflow.models.load_weights`` (safetensors, strict, never unpickles). ``dst``: where to keep the
+    :func:`load_model_file` (safetensors, strict, never unpickles; an LPIPS registration gives the LPIPS module). ``dst``: where to keep the
     downloaded weights (a temp folder, removed afterwards, when None); ``tracking_uri`` as in ``tracking_uri()``.
     Returns ``(model, info)`` with info keys ``name, version, aliases, tags, run_id, source, weights_sha256``.
     """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from chromaflow.models import load_weights
 
     m = _URI.match(model_uri or "")
     if not m:
@@ -194,7 +313,7 @@ def load_registered(
     artifact = f"models:/{name}/{mv.version}/artifacts/{fname}"
     with tempfile.TemporaryDirectory(prefix="chromaflow-weights-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=artifact, dst_path=str(dst or tmp))
-        model = load_weights(local, expected_sha256=sha, device=device)  # ValueError on sha mismatch
+        _, model, _ = load_model_file(local, expected_sha256=sha, device=device)  # ValueError on sha mismatch
     info = {
         "name": name,
         "version": str(mv.version),
