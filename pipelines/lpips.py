@@ -10,8 +10,9 @@ calibration layers are learned) and BSDS500 train+test / val+Kodak photos for th
     chromaflow pipeline run --name lpips --arg steps=200
     chromaflow pipeline run --name lpips --arg net=alex --arg trunk=random   # no pretrained AlexNet offline
 
-No export step: :func:`chromaflow.export.mar.export_mar` packages the colorization and guided handlers only;
-``serving/lpips_handler.py`` is not wired into it yet.
+No export step: :func:`chromaflow.export.mar.export_mar` packs an LPIPS file given as a local path
+(``chromaflow export --weights <lpips.safetensors>`` -> ``lpips.mar``, served by ``serving/lpips_handler.py``)
+but not yet from a ``models:/`` URI, which the pipeline's promote step would hand it.
 """
 
 from typing import NamedTuple
