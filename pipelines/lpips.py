@@ -1,5 +1,5 @@
 """The LPIPS pipeline (thesis ch. 6): build_proxy_bapps -> train (task ``lpips``, variant ``lin``) ->
-evaluate_lpips (2AFC / JND) -> promote (``chromaflow-lpips``, gate on the 2AFC score).
+evaluate_lpips (2AFC / JND) -> promote (``chromaflow-lpips``, gate on the 2AFC score) -> export.
 
 PROXY DATA: no human judgments are available offline, so the BAPPS-layout data is built from real photos with
 graded traditional distortions (:mod:`chromaflow.data.bapps`); its scores are not the thesis's Table 6.5.
@@ -10,18 +10,20 @@ calibration layers are learned) and BSDS500 train+test / val+Kodak photos for th
     chromaflow pipeline run --name lpips --arg steps=200
     chromaflow pipeline run --name lpips --arg net=alex --arg trunk=random   # no pretrained AlexNet offline
 
-No export step: :func:`chromaflow.export.mar.export_mar` packs an LPIPS file given as a local path
-(``chromaflow export --weights <lpips.safetensors>`` -> ``lpips.mar``, served by ``serving/lpips_handler.py``)
-but not yet from a ``models:/`` URI, which the pipeline's promote step would hand it.
+Outputs: ``evaluation`` (2AFC / JND metrics + reports), ``decision`` (promotion JSON) and ``mar``: the
+``champion`` after the decision exported by :func:`chromaflow.export.mar.export_mar` as ``lpips.mar`` (the
+registered ``lpips_2afc`` training output converted to the ``save_lpips`` file that
+``serving/lpips_handler.py`` loads, sha256-checked against the version's tag), served at ``/predictions/lpips``.
 """
 
 from typing import NamedTuple
 
 from components.build_proxy_bapps import build_proxy_bapps
 from components.evaluate_lpips import evaluate_lpips
+from components.export import export
 from components.train import train
 from kfp import dsl
-from kfp.dsl import Artifact
+from kfp.dsl import Artifact, Model
 
 from pipelines.common import cache, gpu_training, promote_step
 
@@ -31,6 +33,7 @@ SHARED = "../shared/datasets"
 class Outputs(NamedTuple):
     evaluation: Artifact
     decision: Artifact
+    mar: Model
 
 
 @dsl.pipeline(name="chromaflow-lpips", description="LPIPS (Zhang 2018, ch. 6): lin calibration on proxy BAPPS")
@@ -80,4 +83,5 @@ def lpips(
         tracking_uri=tracking_uri,
         run_id=run_id,
     )
-    return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"])
+    ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
+    return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])

@@ -1,14 +1,19 @@
-"""chromaflow export: archive contents, lineage from the registry, idempotence, clear errors; serve config checks."""
+"""chromaflow export: archive contents, lineage from the registry, idempotence, clear errors; serve config checks;
+LPIPS registrations (save_lpips and lpips_2afc) exported from a real MLflow server and served as registered."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from safetensors.torch import load_file
-from tests.serving.conftest import tiny_model
+from tests.serving.conftest import encode, tiny_model
 
 import chromaflow.tracking
 from chromaflow.export import export_mar
@@ -85,3 +90,147 @@ def test_shipped_config_is_secure_and_weakening_it_is_refused():
     ]:
         with pytest.raises(ServeError, match=key):
             check_secure({**props, key: value})
+
+
+# ------------------------------------------------------------------------------------ LPIPS from the registry
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory):
+    """Tiny LPIPS weights with random squeeze trunks: a ``save_lpips`` file and a ``train --task lpips`` output
+    (config ``lpips_2afc``: LPIPS + ranking net G; what the LPIPS pipeline's promote step registers)."""
+    import torch
+
+    from chromaflow.evaluate import lpips as L
+    from chromaflow.models import save_weights
+    from chromaflow.train.tasks.lpips import LPIPS2AFC
+
+    root = tmp_path_factory.mktemp("lpips-weights")
+    files = {"lpips": root / "lpips.safetensors", "lpips_2afc": root / "model.safetensors"}
+    L.save_lpips(L.build_lpips("squeeze", trunk=L.random_trunk_state("squeeze", seed=3)), files["lpips"])
+    two = LPIPS2AFC("squeeze")
+    L.load_trunk_weights(two.lpips, L.random_trunk_state("squeeze", 1))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for w in two.lpips.lins:
+            w.uniform_(0, 1)
+    save_weights(two, files["lpips_2afc"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def lpips_registered(mlflow_server, lpips_files):  # noqa: F811 - the imported session fixture
+    """The ``lpips_2afc`` training output registered in a real MLflow server as ``@champion``."""
+    import mlflow
+
+    from chromaflow.tracking.registry import log_model
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    name = f"test-export-lpips-{uuid.uuid4().hex[:6]}"
+    log_model(lpips_files["lpips_2afc"], name, None, alias="champion", uri=mlflow_server, experiment="test-export")
+    return mlflow_server, f"models:/{name}@champion"
+
+
+def _library_and_served(weights, model_dir) -> tuple[float, float]:
+    """LPIPS of one random 40x44 pair: the library on ``weights`` (``load_any_lpips``, [0, 1] floats) and
+    ``LpipsService.from_model_dir(model_dir)`` (what lpips_handler.py loads) answering a PNG request."""
+    import torch
+
+    from chromaflow.evaluate.lpips_eval import load_any_lpips
+    from chromaflow.serving import Request
+    from chromaflow.serving.lpips_core import LpipsService
+
+    x0, x1 = np.random.default_rng(5).integers(0, 256, (2, 40, 44, 3), dtype=np.uint8)
+    t0, t1 = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255.0 for x in (x0, x1))
+    with torch.no_grad():
+        expected = float(load_any_lpips(weights)(t0, t1)[0])
+    service = LpipsService.from_model_dir(model_dir)
+    body = {k: base64.b64encode(encode(x)).decode() for k, x in (("image0", x0), ("image1", x1))}
+    (resp,) = service.handle([Request(body=json.dumps(body).encode(), content_type="application/json")])
+    assert resp.status == 200, resp.body
+    return expected, json.loads(resp.body)["distance"]
+
+
+MLFLOW_NAG = "ignore:.*Add type hints to the `predict` method"  # the logged ModelSignature is the schema on purpose
+LPIPS_MAR = {"MAR-INF/MANIFEST.json", "lpips.safetensors", "chromaflow_model.json", "model-config.yaml",
+             "lpips_handler.py"}  # fmt: skip
+
+
+@pytest.mark.filterwarnings(MLFLOW_NAG)
+def test_registered_lpips_training_output_exports_a_servable_lpips_mar(lpips_registered, lpips_files, tmp_path):
+    from chromaflow.evaluate.lpips import load_lpips
+
+    server, uri = lpips_registered
+    mar = export_mar(uri, tmp_path / "out", tracking_uri=server)
+    assert mar.name == "lpips.mar"  # the /predictions/lpips endpoint, whatever the registered name
+    z = zipfile.ZipFile(mar)
+    assert set(z.namelist()) == LPIPS_MAR
+    assert json.loads(z.read("MAR-INF/MANIFEST.json"))["model"]["handler"] == "lpips_handler.py"
+    meta = json.loads(z.read("chromaflow_model.json"))
+    assert meta["registry_weights_sha256"] == sha256_file(lpips_files["lpips_2afc"]) and meta["model_uri"] == uri
+    assert meta["registered_name"] == uri.split("/")[1].split("@")[0] and meta["aliases"] == ["champion"]
+    assert meta["config"]["converted_from"] == "lpips_2afc" and meta["config"]["net"] == "squeeze"
+    z.extractall(tmp_path / "unpacked")
+    load_lpips(tmp_path / "unpacked" / "lpips.safetensors")  # a save_lpips file now, strictly loadable
+    expected, served = _library_and_served(lpips_files["lpips_2afc"], tmp_path / "unpacked")
+    assert expected > 0 and served == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    before = mar.stat().st_mtime_ns
+    assert export_mar(uri, tmp_path / "out", tracking_uri=server) == mar and mar.stat().st_mtime_ns == before
+
+
+@pytest.mark.filterwarnings(MLFLOW_NAG)
+def test_tampered_registered_lpips_file_is_refused(lpips_registered, lpips_files, tmp_path):
+    import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    server, uri = lpips_registered
+    name, alias = uri[len("models:/") :].split("@")
+    version = mlflow.MlflowClient(server, registry_uri=server).get_model_version_by_alias(name, alias).version
+    mlflow.set_tracking_uri(server)
+    repo = get_artifact_repository(ModelsArtifactRepository.get_underlying_uri(f"models:/{name}/{version}"))
+    good = lpips_files["lpips_2afc"]
+    bad = tmp_path / "up" / good.name  # same name as the registered file: overwrites it on the server
+    bad.parent.mkdir()
+    data = bytearray(good.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the last tensor
+    bad.write_bytes(bytes(data))
+    repo.log_artifact(str(bad), "artifacts")
+    try:
+        with pytest.raises(ValueError, match="sha256"):
+            export_mar(uri, tmp_path / "out", tracking_uri=server)
+        assert not (tmp_path / "out").exists()
+    finally:
+        repo.log_artifact(str(good), "artifacts")  # restore it for the other tests
+
+
+def test_registered_save_lpips_file_is_packed_as_downloaded(lpips_files, tmp_path, monkeypatch):
+    """A ``save_lpips`` registration: the downloaded file goes into the archive byte for byte (no re-save), and a
+    download whose sha256 differs from the version's tag is refused by export_mar itself."""
+    src = lpips_files["lpips"]
+    sha = {"tag": sha256_file(src)}
+
+    def fake_load_registered(uri, *, tracking_uri=None, dst=None):
+        from chromaflow.evaluate.lpips import load_lpips
+
+        got = Path(dst) / "artifacts" / src.name  # where mlflow's download_artifacts puts it
+        got.parent.mkdir()
+        got.write_bytes(src.read_bytes())
+        info = {"name": "chromaflow-lpips", "version": "4", "aliases": ["champion"], "weights_sha256": sha["tag"]}
+        return load_lpips(got), info
+
+    monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
+    mar = export_mar("models:/chromaflow-lpips@champion", tmp_path / "out")
+    z = zipfile.ZipFile(mar)
+    assert mar.name == "lpips.mar" and set(z.namelist()) == LPIPS_MAR
+    assert z.read("lpips.safetensors") == src.read_bytes()
+    meta = json.loads(z.read("chromaflow_model.json"))
+    assert meta["version"] == "4" and meta["sha256"] == meta["registry_weights_sha256"] == sha["tag"]
+    z.extractall(tmp_path / "unpacked")
+    expected, served = _library_and_served(src, tmp_path / "unpacked")
+    assert served == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    sha["tag"] = "0" * 64
+    with pytest.raises(ValueError, match="sha256"):
+        export_mar("models:/chromaflow-lpips@champion", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

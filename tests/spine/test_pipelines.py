@@ -163,12 +163,16 @@ def test_transfer_dag_loops_over_variants_then_combines_and_promotes():
     assert params["model_name"]["defaultValue"] == "chromaflow-splitbrain"
 
 
-def test_lpips_dag_builds_proxy_data_trains_lin_and_registers_lpips():
+def test_lpips_dag_builds_proxy_data_trains_lin_registers_and_exports_lpips():
     spec, _, tasks, deps = _dag("lpips")
-    assert set(tasks) == {"build-proxy-bapps", "train", "evaluate-lpips", "promote"}
-    chain = ["build-proxy-bapps", "train", "evaluate-lpips", "promote"]
+    assert set(tasks) == {"build-proxy-bapps", "train", "evaluate-lpips", "promote", "export"}
+    chain = ["build-proxy-bapps", "train", "evaluate-lpips", "promote", "export"]
     for before, after in zip(chain, chain[1:], strict=False):
         assert before in deps[after], f"{after} must run after {before}"
+    source = tasks["export"]["inputs"]["parameters"]["model_uri"]["taskOutputParameter"]
+    assert source == {"outputParameterKey": "champion_uri", "producerTask": "promote"}  # the champion after promote
+    assert not tasks["export"]["cachingOptions"].get("enableCache", False)
+    assert "mar" in spec["root"]["outputDefinitions"]["artifacts"]
     assert _const(tasks["train"], "task") == "lpips"
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["variant"]["defaultValue"] == "lin" and params["model_name"]["defaultValue"] == "chromaflow-lpips"

@@ -16,9 +16,16 @@ endpoint names ``colorize_guided``, ``palette`` and ``gamut``.
 
 An LPIPS file (``chromaflow.evaluate.lpips.save_lpips``, thesis ch. 6; told apart by its ``chromaflow.lpips``
 metadata) is strictly loaded once, then packed as ``lpips.safetensors`` with ``lpips_handler.py`` and
-``lpips-model-config.yaml`` (default name ``lpips``)::
+``lpips-model-config.yaml`` (default name ``lpips``). A ``chromaflow train --task lpips`` output (config
+``lpips_2afc``: LPIPS + ranking net G) is first converted to that format (its LPIPS part, as
+``evaluate.lpips_eval.load_any_lpips`` reads it, written by ``save_lpips``)::
 
     chromaflow export --weights runs/lpips/lin/lpips.safetensors --out runs/export      # -> lpips.mar
+    chromaflow export --model models:/chromaflow-lpips@champion --out runs/export       # -> lpips.mar
+
+From the registry, an LPIPS version's weights file itself is downloaded (sha256-checked against the version's
+``chromaflow.weights_sha256`` tag) and goes through that local-file path; a colorization / guided model is
+re-saved from the strictly loaded module (``save_weights``) as before.
 
 The serving environment must have chromaflow installed (the Docker image does); the archive records the
 chromaflow version it was built with. Beside the archive, ``<name>.json`` repeats ``chromaflow_model.json``
@@ -106,6 +113,31 @@ def _local_config(src: Path) -> tuple[dict[str, Any], HandlerKind]:
     return {**cfg, "kind": "lpips"}, lpips_kind()
 
 
+def _stage_local(src: Path, stage: Path) -> tuple[dict[str, Any], HandlerKind, Path]:
+    """``(config, kind, staged weights)``: ``src`` copied into ``stage`` under its kind's archive name, or for a
+    ``train --task lpips`` output (config ``lpips_2afc``) its LPIPS part converted to a ``save_lpips`` file
+    (``load_any_lpips`` -> ``save_lpips``, extra metadata ``converted_from`` / ``source_sha256``)."""
+    from chromaflow.evaluate.lpips import save_lpips
+    from chromaflow.evaluate.lpips_eval import load_any_lpips
+    from chromaflow.tracking.registry import KINDS
+
+    config, kind = _local_config(src)
+    name = config.get("name")
+    if config.get("kind") != "lpips" and KINDS.get(str(name)) == "lpips":  # lpips_2afc training output
+        converted = stage / "converted" / lpips_kind().weights
+        converted.parent.mkdir()
+        try:
+            model = load_any_lpips(src)  # strict; w projected onto >= 0 as the training output is scored
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"export_mar: {src}: not a loadable {name} file ({e})") from None
+        save_lpips(model, converted, extra={"converted_from": str(name), "source_sha256": _sha256(src)})
+        src = converted
+        config, kind = _local_config(src)
+    weights = stage / kind.weights
+    weights.write_bytes(src.read_bytes())
+    return config, kind, weights
+
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # what torch-model-archiver accepts
 
 
@@ -120,30 +152,43 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def _from_registry(model_uri: str, tracking_uri: str | None, weights_out: Path) -> dict[str, Any]:
-    """Load ``models:/name@alias`` (or ``/version``), write its weights, return name/version/lineage."""
-    from chromaflow.models import save_weights
+def _from_registry(model_uri: str, tracking_uri: str | None, dst: Path) -> tuple[Any, dict[str, Any], Path | None]:
+    """Load ``models:/name@alias`` (or ``/version``) with ``load_registered``, keeping the downloaded (and
+    sha256-verified) weights file under ``dst``; return ``(model, name/version/lineage info, that file)``."""
     from chromaflow.tracking import load_registered
 
-    kwargs = {}
-    if tracking_uri and "tracking_uri" in inspect.signature(load_registered).parameters:
+    kwargs: dict[str, Any] = {}
+    params = inspect.signature(load_registered).parameters
+    if tracking_uri and "tracking_uri" in params:
         kwargs["tracking_uri"] = tracking_uri
         env = contextlib.nullcontext()
     else:
         env = _env("MLFLOW_TRACKING_URI", tracking_uri)
+    if "dst" in params:
+        dst.mkdir()
+        kwargs["dst"] = str(dst)
     with env:
         model, info = load_registered(model_uri, **kwargs)
-    save_weights(model, weights_out)
     tags = dict(_get(info, "tags", None) or {})
     name = _get(info, "name") or model_uri[len("models:/") :].split("@")[0].split("/")[0]
-    return {
+    sha = _get(info, "weights_sha256")
+    downloaded = None
+    if "dst" in kwargs:
+        files = sorted(p for p in dst.rglob("*") if p.is_file())
+        if len(files) != 1:
+            raise ValueError(f"export_mar: {model_uri}: expected one downloaded weights file, got {len(files)}")
+        downloaded = files[0]
+        if not sha or _sha256(downloaded).lower() != str(sha).lower():  # load_registered checked it; so do we
+            raise ValueError(f"export_mar: {model_uri}: downloaded weights sha256 != the version's tag {sha!r}")
+    out = {
         "name": str(name),
         "version": str(_get(info, "version", "0")),
         "run_id": _get(info, "run_id"),
         "aliases": list(_get(info, "aliases", None) or []),
-        "registry_weights_sha256": _get(info, "weights_sha256"),
+        "registry_weights_sha256": sha,
         "lineage": {k: str(v) for k, v in tags.items() if k.startswith("chromaflow.")},
     }
+    return model, out, downloaded
 
 
 @contextlib.contextmanager
@@ -199,10 +244,13 @@ def export_mar(
 
     Args:
         model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (MLflow registry, via
-            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` or ``save_lpips`` file.
+            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` or ``save_lpips`` file
+            (or of a ``train --task lpips`` output, converted). An LPIPS registration is packed from its
+            downloaded weights file (sha256 equal to the version's tag), not re-saved.
         tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
-        name: model name in TorchServe (default: the registered name, or ``colorizer`` / ``colorize_guided`` /
-            ``lpips`` for a file, by its kind).
+        name: model name in TorchServe (default: the registered name, or ``colorizer`` / ``colorize_guided``
+            for a file, by its kind; ``lpips`` for any LPIPS model, registered or not: the ``/predictions/lpips``
+            endpoint).
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
         handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
@@ -216,24 +264,29 @@ def export_mar(
     _model_config(batch_size, max_batch_delay_ms, None)  # batching arguments fail before any work
     with tempfile.TemporaryDirectory(prefix="chromaflow-export-") as tmp:
         stage = Path(tmp)
-        weights = stage / WEIGHTS
         if uri.startswith("models:/"):
-            info = _from_registry(uri, tracking_uri, weights)
-            config = read_config(weights)
-            kind = handler_kind(str(config.get("name")))
+            model, info, downloaded = _from_registry(uri, tracking_uri, stage / "registry")
+            if downloaded is not None and _is_lpips(downloaded):
+                config, kind, weights = _stage_local(downloaded, stage)  # the registered file, as for a local one
+            else:
+                from chromaflow.models import save_weights
+
+                weights = stage / WEIGHTS
+                save_weights(model, weights)
+                config = read_config(weights)
+                kind = handler_kind(str(config.get("name")))
         else:
             src = Path(uri)
             if not src.is_file():
                 raise FileNotFoundError(f"export_mar: weights {src}: no such file (or pass a models:/ URI)")
-            config, kind = _local_config(src)
-            weights = stage / kind.weights
-            weights.write_bytes(src.read_bytes())
+            config, kind, weights = _stage_local(src, stage)
             info = {"name": None, "version": "0", "run_id": None, "aliases": [], "lineage": {}}
             info["registry_weights_sha256"] = None
             uri = str(src.resolve())
         cfg = _model_config(batch_size, max_batch_delay_ms, handler_config, kind)
         info["name"] = info["name"] or kind.default_name
-        name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", info["name"])
+        default = kind.default_name if config.get("kind") == "lpips" else info["name"]  # LPIPS: /predictions/lpips
+        name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", default)
         if not NAME_RE.match(name):
             raise ValueError(f"export_mar: name {name!r} must match {NAME_RE.pattern}")
         meta = {
@@ -265,6 +318,13 @@ def export_mar(
     write_json(sidecar, {**meta, "archive": mar.name, "archive_sha256": _sha256(mar)})
     log.info("export: wrote %s (version %s, weights sha256 %s)", mar, meta["version"], meta["sha256"][:12])
     return mar
+
+
+def _is_lpips(path: Path) -> bool:
+    """Whether ``path`` holds an LPIPS model (a ``save_lpips`` file or a ``lpips_2afc`` training output)."""
+    from chromaflow.tracking.registry import weights_kind
+
+    return weights_kind(path)[0] == "lpips"
 
 
 def _up_to_date(mar: Path, sidecar: Path, meta: dict[str, Any]) -> bool:
@@ -317,7 +377,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="registered model URI, e.g. models:/colorizer@champion")
     src.add_argument(
-        "--weights", type=Path, help="a local weights file (chromaflow save_weights or save_lpips), no registry"
+        "--weights",
+        type=Path,
+        help="a local weights file (save_weights, save_lpips or train --task lpips), no registry",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
