@@ -1,11 +1,21 @@
-"""Shared fixtures. ``shared_datasets``: the offline data beside the checkout (CI has it)."""
+"""Shared fixtures. ``shared_datasets``: the offline data beside the checkout (CI has it). ``mlflow_server``: a
+REAL ``mlflow server`` on loopback for the whole session (tracking and export tests): SQLite backend and a proxied
+artifact folder in a temp dir, a free port on 127.0.0.1, ``--allowed-hosts`` set for uvicorn's Host check; it waits
+for ``/health`` and stops the server's process group at the end. Set ``$CHROMAFLOW_TEST_MLFLOW_URI`` to run the
+tests through a server already running instead."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,3 +49,74 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+START_TIMEOUT_S = float(os.environ.get("CHROMAFLOW_TEST_MLFLOW_START_S", 300))  # a loaded 2-core box is slow
+EXTERNAL_ENV = "CHROMAFLOW_TEST_MLFLOW_URI"  # reuse an already running loopback server (development)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URI ``http://127.0.0.1:<port>`` of a running MLflow server (fails with the server log if it cannot start)."""
+    external = os.environ.get(EXTERNAL_ENV)
+    if external:
+        assert requests.get(f"{external}/health", timeout=10).status_code == 200, (
+            f"{EXTERNAL_ENV}={external}: unhealthy"
+        )
+        yield external
+        return
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [
+        str(exe),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--allowed-hosts",
+        f"127.0.0.1:{port},localhost:{port},127.0.0.1,localhost",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-3000:]}")
+            try:
+                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"mlflow server not healthy after {START_TIMEOUT_S}s: {(root / 'server.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield uri
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
