@@ -15,15 +15,12 @@ TorchServe archive of the ``champion`` after the decision).
 
 from typing import NamedTuple
 
-from components.evaluate import evaluate
-from components.export import export
 from components.prepare import prepare
 from components.stats import stats
-from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training, promote_step
+from pipelines.common import cache, export_step, promote_step, train_and_evaluate
 
 
 class Outputs(NamedTuple):
@@ -54,31 +51,11 @@ def colorization(
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     prep = cache(prepare(source=source, max_side=max_side, val_fraction=val_fraction), "prepare")
     st = cache(stats(dataset=prep.outputs["dataset"]), "stats")
-    tr = train(
-        dataset=prep.outputs["dataset"],
-        stats_dir=st.outputs["stats_dir"],
-        loss=loss,
-        width=width,
-        steps=steps,
-        crop=crop,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        experiment=experiment,
+    tr, ev = train_and_evaluate(
+        prep, st, loss=loss, select_metric=select_metric, eval_size=eval_size, run_id=run_id, width=width,
+        steps=steps, crop=crop, batch_size=batch_size, lr=lr, seed=seed, experiment=experiment,
         tracking_uri=tracking_uri,
-        pipeline_run_id=run_id,
-    )
-    gpu_training(cache(tr, "train"))
-    ev = cache(
-        evaluate(
-            model=tr.outputs["model"],
-            dataset=prep.outputs["dataset"],
-            stats_dir=st.outputs["stats_dir"],
-            select_metric=select_metric,
-            size=eval_size,
-        ),
-        "evaluate",
-    )
+    )  # fmt: skip
     pr = promote_step(
         tr.outputs["model"],
         ev.outputs["evaluation"],
@@ -88,5 +65,5 @@ def colorization(
         tracking_uri=tracking_uri,
         run_id=run_id,
     )
-    ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
+    ex = export_step(pr, tracking_uri)
     return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])

@@ -16,7 +16,10 @@ backend (>= 2.1) honours it. The local runner ignores both accelerator and volum
 
 from __future__ import annotations
 
+from components.evaluate import evaluate
+from components.export import export
 from components.promote import promote
+from components.train import train
 from kfp.dsl import PipelineTask
 
 DETERMINISTIC = {"prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer"}
@@ -53,3 +56,32 @@ def promote_step(
         pipeline_run_id=run_id,
     )
     return cache(task, "promote")
+
+
+def train_and_evaluate(
+    prep: PipelineTask,
+    st: PipelineTask,
+    *,
+    loss: object,
+    select_metric: str,
+    eval_size: int,
+    run_id: str,
+    **train_args: object,
+) -> tuple[PipelineTask, PipelineTask]:
+    """The colorization ``train`` (GPU resources, uncached) -> ``evaluate`` (cached) pair on the outputs of
+    ``prepare`` and ``stats``; ``train_args``: the train component's other inputs (width, steps, crop, ...)."""
+    tr = train(
+        dataset=prep.outputs["dataset"], stats_dir=st.outputs["stats_dir"], loss=loss, pipeline_run_id=run_id,
+        **train_args,
+    )  # fmt: skip
+    gpu_training(cache(tr, "train"))
+    ev = evaluate(
+        model=tr.outputs["model"], dataset=prep.outputs["dataset"], stats_dir=st.outputs["stats_dir"],
+        select_metric=select_metric, size=eval_size,
+    )  # fmt: skip
+    return tr, cache(ev, "evaluate")
+
+
+def export_step(promoted: PipelineTask, tracking_uri: str) -> PipelineTask:
+    """The ``export`` task after a promote: the TorchServe archive of the champion it leaves (uncached)."""
+    return cache(export(model_uri=promoted.outputs["champion_uri"], tracking_uri=tracking_uri), "export")

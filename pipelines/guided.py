@@ -15,14 +15,13 @@ and the automatic, 0-point PSNR). Defaults are committed-sample sized (a width-1
 from typing import NamedTuple
 
 from components.evaluate_guided import evaluate_guided
-from components.export import export
 from components.prepare import prepare
 from components.stats import stats
 from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training, promote_step
+from pipelines.common import cache, export_step, gpu_training, promote_step
 
 
 class Outputs(NamedTuple):
@@ -96,5 +95,5 @@ def guided(
         tracking_uri=tracking_uri,
         run_id=run_id,
     )
-    ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
+    ex = export_step(pr, tracking_uri)
     return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])

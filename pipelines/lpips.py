@@ -20,12 +20,11 @@ from typing import NamedTuple
 
 from components.build_proxy_bapps import build_proxy_bapps
 from components.evaluate_lpips import evaluate_lpips
-from components.export import export
 from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
-from pipelines.common import cache, gpu_training, promote_step
+from pipelines.common import cache, export_step, gpu_training, promote_step
 
 SHARED = "../shared/datasets"
 
@@ -83,5 +82,5 @@ def lpips(
         tracking_uri=tracking_uri,
         run_id=run_id,
     )
-    ex = cache(export(model_uri=pr.outputs["champion_uri"], tracking_uri=tracking_uri), "export")
+    ex = export_step(pr, tracking_uri)
     return Outputs(evaluation=ev.outputs["evaluation"], decision=pr.outputs["decision"], mar=ex.outputs["mar"])
