@@ -110,9 +110,9 @@ def test_repro_of_the_data_stages_matches_committed_lock(fresh_repo, repo_root):
 def test_exp_run_with_set_param_trains_and_reports_metrics(fresh_repo):
     _sh(["git", "add", "-A"], fresh_repo)
     _sh(["git", "commit", "-q", "-m", "baseline"], fresh_repo)
-    # the colorization chain (its last stage as the target): the LPIPS chain needs ../shared, absent here
-    _sh(["dvc", "exp", "run", "--set-param", "train.steps=3", "--set-param", "evaluate.t_sweep=1", "export"],
-        fresh_repo)  # fmt: skip
+    # the colorization chain (its two leaves as targets): the LPIPS chain needs ../shared, absent here
+    _sh(["dvc", "exp", "run", "--set-param", "train.steps=3", "--set-param", "evaluate.t_sweep=1", "promote",
+         "export"], fresh_repo)  # fmt: skip
     metrics = yaml.safe_load(_sh(["dvc", "metrics", "show", "--json"], fresh_repo))
     flat = yaml.safe_dump(metrics)
     assert "auc_rebal" in flat and "final_loss" in flat
