@@ -385,13 +385,10 @@ def save_lpips(model: LPIPS, path: str | os.PathLike, extra: Mapping[str, Any] |
 
 def load_lpips(path: str | os.PathLike, device: str | torch.device | None = None) -> LPIPS:
     """Rebuild and strictly load a model written by :func:`save_lpips` (eval mode, frozen)."""
-    from safetensors import safe_open
+    from chromaflow.models.weights import read_metadata
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_lpips: {path}: no such file")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = read_metadata(path, "load_lpips")
     if _META_KEY not in meta:
         raise ValueError(f"load_lpips: {path}: no {_META_KEY} metadata (not written by save_lpips)")
     cfg = json.loads(meta[_META_KEY])

@@ -75,15 +75,21 @@ def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype |
     return digest
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``config`` dict stored in a weights file (no tensors are read)."""
+def read_metadata(path: str | os.PathLike, who: str) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (no tensors are read); errors start with ``who``:
+    ``FileNotFoundError`` for a missing file, ``ValueError`` for one that is not readable safetensors."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_weights: {path}: no such file")
+        raise FileNotFoundError(f"{who}: {path}: no such file")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"load_weights: {path}: not a readable safetensors file ({e})") from None
+        raise ValueError(f"{who}: {path}: not a readable safetensors file ({e})") from None
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``config`` dict stored in a weights file (no tensors are read)."""
+    meta = read_metadata(path, "load_weights")
     if meta.get(_KEY_FORMAT) != FORMAT_VERSION:
         raise ValueError(
             f"load_weights: {path}: metadata {_KEY_FORMAT}={meta.get(_KEY_FORMAT)!r}, expected {FORMAT_VERSION!r} "

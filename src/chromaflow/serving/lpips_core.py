@@ -80,16 +80,9 @@ def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
 
     Raises ``FileNotFoundError`` / ``ValueError`` (not a readable safetensors file) naming ``path``.
     """
-    from safetensors import safe_open
+    from chromaflow.models.weights import read_metadata
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"lpips weights: {path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"lpips weights: {path}: not a readable safetensors file ({e})") from None
-    raw = meta.get(L._META_KEY)  # the key load_lpips requires
+    raw = read_metadata(path, "lpips weights").get(L._META_KEY)  # the key load_lpips requires
     if raw is None:
         return None
     try:
