@@ -17,7 +17,7 @@ from tests.serving.conftest import encode, tiny_model
 
 import chromaflow.tracking
 from chromaflow.export import export_mar
-from chromaflow.models import sha256_file
+from chromaflow.models import save_weights, sha256_file
 from chromaflow.serve import CONFIG_TEMPLATE, ServeError, check_secure, read_properties
 
 
@@ -46,11 +46,13 @@ def test_local_weights_archive(tiny_weights, tmp_path):
 def test_registry_uri_carries_version_and_lineage(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_load_registered(uri):
+    def fake_load_registered(uri, *, tracking_uri=None, dst=None):  # downloads into dst, as the real one does
         seen["uri"] = uri
-        info = {"name": "colorizer", "version": "7", "run_id": "abc", "aliases": ["champion"],
+        model = tiny_model()
+        sha = save_weights(model, Path(dst) / "model.safetensors")
+        info = {"name": "colorizer", "version": "7", "run_id": "abc", "aliases": ["champion"], "weights_sha256": sha,
                 "tags": {"chromaflow.git_commit": "deadbeef", "chromaflow.data_hash": "d41d", "other": "x"}}  # fmt: skip
-        return tiny_model(), info
+        return model, info
 
     monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
     mar = export_mar("models:/colorizer@champion", tmp_path)

@@ -35,8 +35,6 @@ plus the archive's sha256. Re-running with the same inputs is a no-op.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import inspect
 import json
 import logging
 import os
@@ -152,34 +150,22 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def _from_registry(model_uri: str, tracking_uri: str | None, dst: Path) -> tuple[Any, dict[str, Any], Path | None]:
+def _from_registry(model_uri: str, tracking_uri: str | None, dst: Path) -> tuple[Any, dict[str, Any], Path]:
     """Load ``models:/name@alias`` (or ``/version``) with ``load_registered``, keeping the downloaded (and
     sha256-verified) weights file under ``dst``; return ``(model, name/version/lineage info, that file)``."""
     from chromaflow.tracking import load_registered
 
-    kwargs: dict[str, Any] = {}
-    params = inspect.signature(load_registered).parameters
-    if tracking_uri and "tracking_uri" in params:
-        kwargs["tracking_uri"] = tracking_uri
-        env = contextlib.nullcontext()
-    else:
-        env = _env("MLFLOW_TRACKING_URI", tracking_uri)
-    if "dst" in params:
-        dst.mkdir()
-        kwargs["dst"] = str(dst)
-    with env:
-        model, info = load_registered(model_uri, **kwargs)
+    dst.mkdir()
+    model, info = load_registered(model_uri, tracking_uri=tracking_uri, dst=str(dst))
     tags = dict(_get(info, "tags", None) or {})
     name = _get(info, "name") or model_uri[len("models:/") :].split("@")[0].split("/")[0]
     sha = _get(info, "weights_sha256")
-    downloaded = None
-    if "dst" in kwargs:
-        files = sorted(p for p in dst.rglob("*") if p.is_file())
-        if len(files) != 1:
-            raise ValueError(f"export_mar: {model_uri}: expected one downloaded weights file, got {len(files)}")
-        downloaded = files[0]
-        if not sha or _sha256(downloaded).lower() != str(sha).lower():  # load_registered checked it; so do we
-            raise ValueError(f"export_mar: {model_uri}: downloaded weights sha256 != the version's tag {sha!r}")
+    files = sorted(p for p in dst.rglob("*") if p.is_file())
+    if len(files) != 1:
+        raise ValueError(f"export_mar: {model_uri}: expected one downloaded weights file, got {len(files)}")
+    downloaded = files[0]
+    if not sha or _sha256(downloaded).lower() != str(sha).lower():  # load_registered checked it; so do we
+        raise ValueError(f"export_mar: {model_uri}: downloaded weights sha256 != the version's tag {sha!r}")
     out = {
         "name": str(name),
         "version": str(_get(info, "version", "0")),
@@ -189,21 +175,6 @@ def _from_registry(model_uri: str, tracking_uri: str | None, dst: Path) -> tuple
         "lineage": {k: str(v) for k, v in tags.items() if k.startswith("chromaflow.")},
     }
     return model, out, downloaded
-
-
-@contextlib.contextmanager
-def _env(key: str, value: str | None):
-    old = os.environ.get(key)
-    if value is not None:
-        os.environ[key] = value
-    try:
-        yield
-    finally:
-        if value is not None:
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def _model_config(
@@ -266,7 +237,7 @@ def export_mar(
         stage = Path(tmp)
         if uri.startswith("models:/"):
             model, info, downloaded = _from_registry(uri, tracking_uri, stage / "registry")
-            if downloaded is not None and _is_lpips(downloaded):
+            if _is_lpips(downloaded):
                 config, kind, weights = _stage_local(downloaded, stage)  # the registered file, as for a local one
             else:
                 from chromaflow.models import save_weights
