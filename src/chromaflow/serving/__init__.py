@@ -3,7 +3,8 @@
 - :mod:`.request`: :class:`Request`, option parsing and image decoding/validation (4xx :class:`RequestError`)
 - :mod:`.response`: :class:`Response`, image / JSON encodings, JSON errors
 - :mod:`.service`: :class:`ColorizeService` (model + batch handling), :func:`colorize_batch`
-- :mod:`.torchserve`: TorchServe batch format <-> :class:`Request` / :class:`Response`
+- :mod:`.torchserve`: TorchServe batch format <-> :class:`Request` / :class:`Response`, and the handlers' base
+  :class:`TorchServeHandler`
 
 Endpoints added later (the user-guided model) reuse ``request`` and ``response`` as they are.
 """
@@ -11,7 +12,7 @@ Endpoints added later (the user-guided model) reuse ``request`` and ``response``
 from chromaflow.serving.request import DecodedImage, Options, Request, RequestError, decode_image, parse_options
 from chromaflow.serving.response import Response, encode_image, error_response
 from chromaflow.serving.service import ARCHIVE_META, ColorizeService, ServiceConfig, colorize_batch, pick_device
-from chromaflow.serving.torchserve import handle_torchserve, request_from_torchserve
+from chromaflow.serving.torchserve import TorchServeHandler, handle_torchserve, request_from_torchserve
 
 __all__ = [
     "ARCHIVE_META",
@@ -22,6 +23,7 @@ __all__ = [
     "RequestError",
     "Response",
     "ServiceConfig",
+    "TorchServeHandler",
     "colorize_batch",
     "decode_image",
     "encode_image",

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from chromaflow.serving.request import Request
 from chromaflow.serving.response import Response
+from chromaflow.serving.service import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +56,32 @@ def handle_torchserve(service: Any, data: Sequence[Mapping[str, Any]] | None, co
         context.set_response_status(code=r.status, phrase=r.reason, idx=i)
         context.set_response_content_type(i, r.content_type)
     return [r.body for r in responses]
+
+
+class TorchServeHandler:
+    """Base of the handler files in ``serving/``: each defines one subclass naming its ``service_class``.
+
+    ``initialize(context)`` builds ``service_class.from_model_dir`` from the unpacked archive (``model_dir``), the
+    ``handler:`` section of its model-config.yaml and the worker's device; ``handle(data, context)`` answers a
+    batch through :func:`handle_torchserve`. (TorchServe requires exactly one class *defined* in a handler file;
+    imported ones, like this base, do not count.)
+    """
+
+    service_class: ClassVar[type]
+
+    def __init__(self) -> None:
+        self.service: Any = None
+        self.initialized = False
+
+    def initialize(self, context: Any) -> None:
+        props = context.system_properties
+        config = (context.model_yaml_config or {}).get("handler", {})
+        self.service = self.load_service(props["model_dir"], config, pick_device(props.get("gpu_id")), context)
+        self.initialized = True
+
+    def load_service(self, model_dir: str, config: Mapping[str, Any], device: torch.device, context: Any) -> Any:
+        """The service of the unpacked archive at ``model_dir`` (subclasses may read more of ``context``)."""
+        return self.service_class.from_model_dir(model_dir, config, device=device)
+
+    def handle(self, data: Sequence[Mapping[str, Any]] | None, context: Any) -> list[bytes]:
+        return handle_torchserve(self.service, data, context)
