@@ -38,6 +38,25 @@ def test_ship_writes_fp16_weights_and_a_card(train_dir, tmp_path, monkeypatch):
     assert sum(p.numel() for p in model.parameters()) == c["n_params"]
 
 
+def test_ship_a_training_continued_in_segments(train_dir, tmp_path):
+    d, data = train_dir
+    d2 = tmp_path / "train2"
+    torch.manual_seed(1)
+    later = create_model("eccv16", width=1 / 16)
+    save_weights(later, d2 / "model.safetensors")
+    write_json(d2 / "metrics.json", {"step": 5, "final_loss": 1.25, "val_loss": 1.1, "wall_s": 120.0})
+    root = tmp_path / "weights"
+    c = S.ship("tiny", [d, d2], None, data=data, command=[], out_root=root)
+    assert [s["dir"] for s in c["segments"]] == [str(d), str(d2)] and c["train"]["step"] == 5
+    shipped = S.load_weights(root / "tiny" / S.WEIGHTS_FILE)  # the last segment's weights, in fp16
+    torch.testing.assert_close(shipped.state_dict(), later.half().float().state_dict())
+    md = (root / "tiny" / S.CARD_MD).read_text()
+    assert "8 steps in 2 segments, final loss 1.250, 3 min" in md  # 3 + 5 steps, 60 + 120 s
+    assert f"| 2 | `{d2}` | 5 | - | 1.250 | 1.100 | 2 |" in md
+    with pytest.raises(FileNotFoundError, match="no-such"):
+        S.ship("tiny", [d, tmp_path / "no-such"], None, data=data, command=[], out_root=root)
+
+
 def test_tampered_or_missing_shipped_model_is_refused(train_dir, tmp_path, monkeypatch):
     d, data = train_dir
     root = tmp_path / "weights"

@@ -7,6 +7,10 @@ file whose hash differs (tampered or corrupted), and loading never unpickles (sa
     chromaflow ship --name colorization --train runs/ship/auto --evaluation runs/ship/auto_eval \\
         --data runs/ship/tin --command "chromaflow train --task colorization ..."
 
+A model trained in segments (each continued from the last with ``train --init``) is shipped with every
+segment's folder, in order (``--train A --train B``): the weights come from the last one, and the card lists
+each segment's steps, losses and wall time and their totals.
+
 ``$CHROMAFLOW_WEIGHTS`` points at another folder of shipped models (default: ``weights/`` of the checkout).
 """
 
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +93,26 @@ def _metrics_table(evaluation: dict[str, Any]) -> str:
     return markdown_table([[name] + [r.get(k) for k in keys] for name, r in rows.items()], ["row", *keys])
 
 
+TRAIN_KEYS = ("step", "final_loss", "first_loss", "wall_s", "images_per_s", "val_loss", "val_ab_rmse", "fingerprint")
+
+
+def _segments(train_dirs: Sequence[str | os.PathLike], name: str) -> list[dict[str, Any]]:
+    """The ``metrics.json`` of each training segment (in order), with its folder; errors name the folder."""
+    if not train_dirs:
+        raise ValueError(f"ship {name}: no training folder given")
+    out = []
+    for d in map(Path, train_dirs):
+        for p in (d / WEIGHTS_FILE, d / "metrics.json"):
+            if not p.is_file():
+                raise FileNotFoundError(f"ship {name}: {p} not found (is {d} a finished training run?)")
+        m = io.read_json(d / "metrics.json")
+        out.append({"dir": str(d), **{k: m.get(k) for k in TRAIN_KEYS}})
+    return out
+
+
 def ship(
     name: str,
-    train_dir: str | os.PathLike,
+    train_dir: str | os.PathLike | Sequence[str | os.PathLike],
     evaluation: str | os.PathLike | None,
     *,
     data: str | os.PathLike,
@@ -102,7 +124,9 @@ def ship(
     """Write ``<out_root>/<name>/`` from a finished training run: fp16 weights, card.json and MODEL_CARD.md.
 
     Args:
-        train_dir: the ``chromaflow train`` output (model.safetensors, metrics.json).
+        train_dir: the ``chromaflow train`` output (model.safetensors, metrics.json), or the outputs of the
+            segments of one training in order (each continued from the previous one): the last one's weights
+            are shipped, and ``card["segments"]`` lists them all (``card["train"]`` is the last).
         evaluation: an ``evaluate`` output folder (metrics.json, report.md) of those weights, or None.
         data: the prepared training data (its manifest fingerprint is the data hash).
         command: the commands that reproduce the model, in order.
@@ -112,21 +136,16 @@ def ship(
     """
     from chromaflow.tracking.lineage import data_hash
 
-    train_dir = Path(train_dir)
+    dirs = [train_dir] if isinstance(train_dir, str | os.PathLike) else list(train_dir)
+    segments = _segments(dirs, name)
     out = Path(out_root or weights_root()) / name
-    src = train_dir / WEIGHTS_FILE
-    metrics_path = train_dir / "metrics.json"
-    for p in (src, metrics_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"ship {name}: {p} not found (is {train_dir} a finished training run?)")
-    model = load_weights(src)
+    model = load_weights(Path(dirs[-1]) / WEIGHTS_FILE)
     dst = out / WEIGHTS_FILE
     sha = save_weights(model, dst, dtype=torch.float16)
     size = dst.stat().st_size
     if size > MAX_BYTES:
         dst.unlink()
         raise ValueError(f"ship {name}: {size / 2**20:.1f} MiB exceeds the {MAX_BYTES / 2**20:.0f} MiB limit per model")
-    train_metrics = io.read_json(metrics_path)
     ev = io.read_json(Path(evaluation) / "metrics.json") if evaluation else {}
     config = read_config(dst)
     c = {
@@ -141,19 +160,8 @@ def ship(
         "code_commit": code_commit or _git_commit(),
         "data": str(data),
         "data_hash": data_hash(data),
-        "train": {
-            k: train_metrics.get(k)
-            for k in (
-                "step",
-                "final_loss",
-                "first_loss",
-                "wall_s",
-                "images_per_s",
-                "val_loss",
-                "val_ab_rmse",
-                "fingerprint",
-            )
-        },
+        "train": {k: segments[-1][k] for k in TRAIN_KEYS},
+        "segments": segments,
         "evaluation": {
             k: ev.get(k)
             for k in ("n_images", "eval_set", "rows", "auc_raw", "auc_rebal", "psnr", "colorfulness", "class_top1")
@@ -186,9 +194,9 @@ def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str
         f"| normalization contract | `{json.dumps(c['contract'], sort_keys=True)}` |",
         f"| training data | `{c['data']}` (data hash `{c['data_hash']}`) |",
         f"| code commit | `{c['code_commit']}` |",
-        f"| training | {c['train'].get('step')} steps, final loss {c['train'].get('final_loss')}, "
-        f"{(c['train'].get('wall_s') or 0) / 60:.0f} min of CPU wall time |",
+        f"| training | {_training_summary(c.get('segments') or [c['train']])} |",
         "",
+        *_segments_table(c.get("segments") or []),
         "## Reproduce",
         "",
         "```bash",
@@ -214,9 +222,38 @@ def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str
     return "\n".join(lines) + "\n"
 
 
+def _training_summary(segments: list[dict[str, Any]]) -> str:
+    steps = sum(s.get("step") or 0 for s in segments)
+    minutes = sum(s.get("wall_s") or 0 for s in segments) / 60
+    parts = f" in {len(segments)} segments" if len(segments) > 1 else ""
+    loss = segments[-1].get("final_loss")
+    loss_text = "-" if loss is None else f"{loss:.3f}"
+    return f"{steps:,} steps{parts}, final loss {loss_text}, {minutes:.0f} min of CPU wall time"
+
+
+def _segments_table(segments: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of the per-segment training table (none for a single segment)."""
+    if len(segments) < 2:
+        return []
+    from chromaflow.evaluate.report import markdown_table
+
+    keys = ("step", "first_loss", "final_loss", "val_loss")
+    rows = [
+        [i + 1, f"`{s['dir']}`", *(s.get(k) for k in keys), round((s.get("wall_s") or 0) / 60)]
+        for i, s in enumerate(segments)
+    ]
+    header = ["segment", "output", "steps", "first loss", "final loss", "val loss", "CPU min"]
+    return ["Training segments, each continued from the previous one's weights:", "", markdown_table(rows, header, 3)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="shipped model name (folder under weights/)")
-    parser.add_argument("--train", required=True, help="finished `chromaflow train` output folder")
+    parser.add_argument(
+        "--train",
+        required=True,
+        action="append",
+        help="finished `chromaflow train` output folder; repeat for a training continued in segments, in order",
+    )
     parser.add_argument("--evaluation", help="`chromaflow evaluate` output folder of the same weights")
     parser.add_argument("--data", required=True, help="the prepared training data (for its hash)")
     parser.add_argument(
