@@ -108,3 +108,18 @@ def test_fp16_file_loads_into_fp32_model(saved, tmp_path):
     assert next(loaded.parameters()).dtype == torch.float32
     ref = {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     assert all(torch.equal(ref[k], v) for k, v in loaded.state_dict().items())
+
+
+def test_same_weights_give_the_same_bytes(tmp_path):
+    """safetensors writes its metadata in a random order per call; save_weights must not (one model, one hash)."""
+    model = create_model("eccv16", width=1 / 16)
+    raw = set()
+    for _ in range(8):  # the library alone: more than one byte string for the same content
+        save_file({"w": torch.zeros(2)}, str(tmp_path / "raw.safetensors"), metadata={"x": "1", "y": "2", "z": "3"})
+        raw.add((tmp_path / "raw.safetensors").read_bytes())
+    digests = {save_weights(model, tmp_path / f"m{i}.safetensors") for i in range(8)}
+    assert len(raw) > 1 and len(digests) == 1
+    data = (tmp_path / "m0.safetensors").read_bytes()
+    meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]  # in file order
+    assert list(meta) == sorted(meta)
+    torch.testing.assert_close(load_weights(tmp_path / "m0.safetensors").state_dict(), model.state_dict())

@@ -373,14 +373,10 @@ _META_KEY = "chromaflow.lpips"
 
 def save_lpips(model: LPIPS, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
     """Write ``model``'s weights (trunk + w) and config to a safetensors file atomically."""
-    from safetensors.torch import save_file
-
-    from chromaflow.io import atomic_path
+    from chromaflow.models.weights import write_safetensors
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {_META_KEY: json.dumps({**model.config, **dict(extra or {})}, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_safetensors(tensors, path, {_META_KEY: json.dumps({**model.config, **dict(extra or {})}, sort_keys=True)})
 
 
 def load_lpips(path: str | os.PathLike, device: str | torch.device | None = None) -> LPIPS:

@@ -68,11 +68,41 @@ def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype |
         _KEY_CONFIG: json.dumps(dict(config), sort_keys=True),
         _KEY_CONTRACT: json.dumps(dict(config["contract"]), sort_keys=True),
     }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_safetensors(tensors, path, metadata)
     digest = sha256_file(path)
     log.debug("saved %s (%d tensors, sha256 %s)", path, len(tensors), digest)
     return digest
+
+
+def write_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str]
+) -> None:
+    """``safetensors.torch.save_file`` written atomically and byte-reproducibly (metadata keys sorted)."""
+    with atomic_path(path) as tmp:
+        save_file(dict(tensors), str(tmp), metadata=dict(metadata))
+        _sort_header_metadata(tmp)
+
+
+def _sort_header_metadata(path: str | os.PathLike) -> None:
+    """Rewrite the safetensors header of ``path`` in place with its metadata keys sorted.
+
+    safetensors (0.8) writes the metadata from a Rust ``HashMap``, in a random order per call, so the same
+    weights gave files with different bytes and SHA-256s. Reordering keeps the header's length (the same
+    ``"key":"value"`` items), so the tensor data and its offsets do not move.
+    """
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        meta = header.pop("__metadata__", None)
+        if not meta:
+            return
+        canon = {"__metadata__": dict(sorted(meta.items())), **header}
+        out = json.dumps(canon, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(out) > n:  # cannot happen for a header safetensors wrote; never corrupt the file
+            raise RuntimeError(f"save_weights: {path}: canonical header longer than the original ({len(out)} > {n})")
+        f.seek(8)
+        f.write(out.ljust(n, b" "))  # safetensors pads its header with spaces too
 
 
 def read_metadata(path: str | os.PathLike, who: str) -> dict[str, str]:
