@@ -43,6 +43,16 @@ def test_local_weights_archive(tiny_weights, tmp_path):
     assert mar.stat().st_mtime_ns == before  # a finished step re-run is a no-op
 
 
+def test_cli_sets_the_network_input_size(tiny_weights, tmp_path):
+    """The archive's default input side is the template's (64: the shipped model's training scale); --size overrides."""
+    from chromaflow.cli import main as cli
+
+    size = lambda mar: yaml.safe_load(zipfile.ZipFile(mar).read("model-config.yaml"))["handler"]["size"]  # noqa: E731
+    assert cli(["export", "--weights", str(tiny_weights), "--out", str(tmp_path / "a")]) == 0
+    assert cli(["export", "--weights", str(tiny_weights), "--out", str(tmp_path / "b"), "--size", "256"]) == 0
+    assert size(next((tmp_path / "a").glob("*.mar"))) == 64 and size(next((tmp_path / "b").glob("*.mar"))) == 256
+
+
 def test_registry_uri_carries_version_and_lineage(tmp_path, monkeypatch):
     seen = {}
 

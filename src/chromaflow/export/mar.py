@@ -359,10 +359,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="override batchSize of serving/model-config.yaml")
     parser.add_argument("--max-batch-delay", type=int, default=None, help="override maxBatchDelay (ms)")
     parser.add_argument("--max-pixels", type=int, default=None, help="largest accepted image (W*H); 413 above")
+    parser.add_argument(
+        "--size", type=int, default=None, help="side of the square L the network sees (handler.size; colorization: 64)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    handler = {"max_pixels": args.max_pixels} if args.max_pixels else None
+    handler = {k: v for k, v in (("max_pixels", args.max_pixels), ("size", args.size)) if v is not None} or None
     mar = export_mar(
         args.model or args.weights,
         args.out,
