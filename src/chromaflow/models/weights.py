@@ -100,7 +100,9 @@ def _sort_header_metadata(path: str | os.PathLike) -> None:
         canon = {"__metadata__": dict(sorted(meta.items())), **header}
         out = json.dumps(canon, separators=(",", ":"), ensure_ascii=False).encode()
         if len(out) > n:  # cannot happen for a header safetensors wrote; never corrupt the file
-            raise RuntimeError(f"save_weights: {path}: canonical header longer than the original ({len(out)} > {n})")
+            raise RuntimeError(
+                f"write_safetensors: {path}: canonical header longer than the original ({len(out)} > {n})"
+            )
         f.seek(8)
         f.write(out.ljust(n, b" "))  # safetensors pads its header with spaces too
 
