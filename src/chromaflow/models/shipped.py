@@ -115,7 +115,7 @@ def ship(
     train_dir: str | os.PathLike | Sequence[str | os.PathLike],
     evaluation: str | os.PathLike | None,
     *,
-    data: str | os.PathLike,
+    data: str | os.PathLike | Sequence[str | os.PathLike],
     command: list[str],
     description: str = "",
     out_root: str | os.PathLike | None = None,
@@ -128,7 +128,8 @@ def ship(
             segments of one training in order (each continued from the previous one): the last one's weights
             are shipped, and ``card["segments"]`` lists them all (``card["train"]`` is the last).
         evaluation: an ``evaluate`` output folder (metrics.json, report.md) of those weights, or None.
-        data: the prepared training data (its manifest fingerprint is the data hash).
+        data: the prepared training data (its manifest fingerprint is the data hash), or the folders of a
+            training that read several (``--data`` then each ``--extra-data``; hashed in order).
         command: the commands that reproduce the model, in order.
         code_commit: the commit the model was trained at (e.g. the training run's ``chromaflow.git_commit``
             MLflow tag); default: the current checkout's HEAD.
@@ -137,6 +138,8 @@ def ship(
     from chromaflow.tracking.lineage import data_hash
 
     dirs = [train_dir] if isinstance(train_dir, str | os.PathLike) else list(train_dir)
+    if not isinstance(data, str | os.PathLike):
+        data = [str(d) for d in data] if len(data) > 1 else str(data[0])
     segments = _segments(dirs, name)
     out = Path(out_root or weights_root()) / name
     model = load_weights(Path(dirs[-1]) / WEIGHTS_FILE)
@@ -158,7 +161,7 @@ def ship(
         "bytes": size,
         "dtype": "float16",
         "code_commit": code_commit or _git_commit(),
-        "data": str(data),
+        "data": data if isinstance(data, list) else str(data),
         "data_hash": data_hash(data),
         "train": {k: segments[-1][k] for k in TRAIN_KEYS},
         "segments": segments,
@@ -192,7 +195,7 @@ def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str
         f"| file | `{WEIGHTS_FILE}`, {c['dtype']} safetensors, {c['bytes'] / 2**20:.2f} MiB |",
         f"| sha256 | `{c['sha256']}` |",
         f"| normalization contract | `{json.dumps(c['contract'], sort_keys=True)}` |",
-        f"| training data | `{c['data']}` (data hash `{c['data_hash']}`) |",
+        f"| training data | {_code_list(c['data'])} (data hash `{c['data_hash']}`) |",
         f"| code commit | `{c['code_commit']}` |",
         f"| training | {_training_summary(c['segments'])} |",
         "",
@@ -220,6 +223,11 @@ def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str
         ]
     lines += ["Loading: `chromaflow.models.shipped.load_shipped(name)` checks the sha256 above and loads strictly."]
     return "\n".join(lines) + "\n"
+
+
+def _code_list(paths: str | list[str]) -> str:
+    """``a`` or ``a`` + ``b``: the training data folders as Markdown code."""
+    return " + ".join(f"`{p}`" for p in ([paths] if isinstance(paths, str) else paths))
 
 
 def _training_summary(segments: list[dict[str, Any]]) -> str:
@@ -255,7 +263,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="finished `chromaflow train` output folder; repeat for a training continued in segments, in order",
     )
     parser.add_argument("--evaluation", help="`chromaflow evaluate` output folder of the same weights")
-    parser.add_argument("--data", required=True, help="the prepared training data (for its hash)")
+    parser.add_argument("--data", required=True, action="append",
+                        help="the prepared training data (for its hash); repeat for each --extra-data, in order")  # fmt: skip
     parser.add_argument(
         "--command", action="append", default=[], help="a command that reproduces it (repeat, in order)"
     )

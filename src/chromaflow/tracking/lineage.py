@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +46,21 @@ def params_hash(params: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def data_hash(path: str | os.PathLike) -> str:
-    """md5 hex identifying a data input, preferring fingerprints that already exist.
+def data_hash(path: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
+    """md5 hex identifying a data input (or several, hashed in order), preferring existing fingerprints.
 
     - a folder with ``manifest.json`` holding a ``fingerprint`` (``prepare``'s output), or that manifest
       itself: md5 of the fingerprint;
     - a folder with ``dvc.lock``, or that lock itself: md5 of the lock's bytes;
     - otherwise md5 over the sorted listing (relative path, size) plus the bytes of files up to 1 MiB
       (a single file: its name, size and bytes).
+    - a list or tuple of inputs: md5 of their hashes concatenated in order (one input: its own hash).
     Raises ``FileNotFoundError`` naming ``path`` when it does not exist.
     """
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            return data_hash(path[0])
+        return hashlib.md5("".join(data_hash(p) for p in path).encode(), usedforsecurity=False).hexdigest()
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"data_hash: input {p} does not exist")
@@ -112,16 +117,7 @@ def lineage_tags(
 ) -> dict[str, str]:
     """All lineage tags as strings (see the module docstring); several data inputs hash in order."""
     sha, dirty = git_commit()
-    if data is None:
-        dhash = "none"
-    elif isinstance(data, (list, tuple)):
-        dhash = (
-            hashlib.md5("".join(data_hash(d) for d in data).encode(), usedforsecurity=False).hexdigest()
-            if data
-            else "none"
-        )
-    else:
-        dhash = data_hash(data)
+    dhash = "none" if data is None or (isinstance(data, (list, tuple)) and not data) else data_hash(data)
     return {
         PREFIX + "git_commit": sha,
         PREFIX + "git_dirty": dirty,

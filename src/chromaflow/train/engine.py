@@ -96,8 +96,8 @@ class Task:
         """Hyper-parameters to log and to fingerprint the run with (JSON-serializable)."""
         return {}
 
-    def data_path(self) -> str | None:
-        """The data this run reads (for MLflow lineage), if any."""
+    def data_path(self) -> str | list[str] | None:
+        """The data this run reads (for MLflow lineage), if any; several inputs as a list, in order."""
         return None
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from chromaflow import color
 from chromaflow.color.constants import REBALANCE_LAMBDA, SOFT_K_PAPER, SOFT_SIGMA
@@ -58,7 +58,7 @@ class ColorizationTask(Task):
         lam: rebalancing mix with the uniform distribution (Eq. 2.4; thesis 1/2).
         soft_k, soft_sigma: soft-encoding neighbours and kernel (thesis: 5 and 5; reference code: 10).
         init: weights to start from (required by ``l2ft``: a classification model; its head is dropped).
-        data: the data path, for lineage only.
+        data: the data path (or paths: ``--data`` then each ``--extra-data``), for lineage only.
     """
 
     name = "colorization"
@@ -75,7 +75,7 @@ class ColorizationTask(Task):
         soft_k: int = SOFT_K_PAPER,
         soft_sigma: float = SOFT_SIGMA,
         init: str | None = None,
-        data: str | None = None,
+        data: str | list[str] | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}, got {loss!r}")
@@ -176,7 +176,7 @@ class ColorizationTask(Task):
             "prior_sha": None if self.class_weights is None else _digest(self.class_weights),
         }
 
-    def data_path(self) -> str | None:
+    def data_path(self) -> str | list[str] | None:
         return self.data
 
 
@@ -191,7 +191,7 @@ def _digest(t: torch.Tensor) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The task's own flags (the engine's --out/--steps/--batch-size/--lr/--seed/--resume are added by train/cli)."""
-    parser.add_argument("--data", help="prepared data folder (output of `chromaflow prepare`)")
+    add_data_arguments(parser)
     parser.add_argument("--loss", choices=LOSSES, default="rebalanced", help="Table 2.1 row (default: rebalanced)")
     parser.add_argument("--width", type=float, default=0.25, help="eccv16 channel multiplier (1 = thesis)")
     parser.add_argument("--crop", type=int, default=176, help="training crop size in pixels (thesis: 176)")
@@ -213,15 +213,36 @@ def _load_prior(path: str | None) -> np.ndarray:
     return np.asarray(color.load_prior(str(p)))
 
 
-def datasets(data: str | None, crop: int) -> tuple[Dataset, Dataset | None]:
-    """Train and (when present) val ``ShardDataset`` of a prepared folder, cropped to ``crop``."""
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--extra-data``: the prepared folders of the colorization-style tasks."""
+    parser.add_argument("--data", help="prepared data folder (output of `chromaflow prepare`)")
+    parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                        help="another prepared folder whose train split is added to training "
+                        "(repeatable; validation stays on --data's val split)")  # fmt: skip
+
+
+def data_inputs(args: argparse.Namespace) -> str | list[str]:
+    """What a run reads, for lineage: ``--data``, or ``[--data, *--extra-data]`` when extras are given."""
+    extra = list(getattr(args, "extra_data", None) or [])
+    return [str(args.data), *map(str, extra)] if extra else str(args.data)
+
+
+def datasets(data: str | None, crop: int, extra: Sequence[str] = ()) -> tuple[Dataset, Dataset | None]:
+    """Train and (when present) val ``ShardDataset`` of a prepared folder, cropped to ``crop``.
+
+    ``extra``: more prepared folders whose train splits are concatenated after ``data``'s; the val split
+    is ``data``'s only, so validation numbers stay comparable when training data is added.
+    """
     from chromaflow.data import ShardDataset
 
     if not data:
         raise ValueError("--data is required (a folder written by `chromaflow prepare`)")
-    if not Path(data).is_dir():
-        raise FileNotFoundError(f"--data: {data} is not a folder")
-    train_set = ShardDataset(data, split="train", crop=crop, train=True)
+    for flag, folder in [("--data", data), *(("--extra-data", x) for x in extra)]:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{flag}: {folder} is not a folder")
+    train_set: Dataset = ShardDataset(data, split="train", crop=crop, train=True)
+    if extra:
+        train_set = ConcatDataset([train_set, *(ShardDataset(x, split="train", crop=crop, train=True) for x in extra)])
     try:
         val_set = ShardDataset(data, split="val", crop=crop, train=False)
         val_set = val_set if len(val_set) else None
@@ -233,7 +254,7 @@ def datasets(data: str | None, crop: int) -> tuple[Dataset, Dataset | None]:
 
 def build(args: argparse.Namespace) -> ColorizationTask:
     """``ColorizationTask`` over ``ShardDataset(args.data)`` (train split; val split when present)."""
-    train_set, val_set = datasets(args.data, args.crop)
+    train_set, val_set = datasets(args.data, args.crop, args.extra_data)
     prior = _load_prior(args.prior) if args.loss == "rebalanced" else None
     return ColorizationTask(
         train_set,
@@ -244,5 +265,5 @@ def build(args: argparse.Namespace) -> ColorizationTask:
         lam=args.lam,
         soft_k=args.soft_k,
         init=args.init,
-        data=str(args.data),
+        data=data_inputs(args),
     )

@@ -97,7 +97,7 @@ class GuidedTask(colorization.ColorizationTask):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="prepared data folder (output of `chromaflow prepare`)")
+    colorization.add_data_arguments(parser)
     parser.add_argument("--width", type=float, default=0.25, help="siggraph17 channel multiplier (1 = thesis)")
     parser.add_argument("--crop", type=int, default=176, help="training crop (multiple of 8; thesis 176)")
     parser.add_argument("--global-hints", action="store_true", help="also train the global-hints branch")
@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> GuidedTask:
-    train_set, val_set = colorization.datasets(args.data, args.crop)
+    train_set, val_set = colorization.datasets(args.data, args.crop, args.extra_data)
     return GuidedTask(
         train_set,
         val_set,
@@ -117,5 +117,5 @@ def build(args: argparse.Namespace) -> GuidedTask:
         global_hints=args.global_hints,
         dist_weight=args.dist_weight,
         init=args.init,
-        data=str(args.data),
+        data=colorization.data_inputs(args),
     )
