@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -55,6 +56,21 @@ def test_ship_a_training_continued_in_segments(train_dir, tmp_path):
     assert f"| 2 | `{d2}` | 5 | - | 1.250 | 1.100 | 2 |" in md
     with pytest.raises(FileNotFoundError, match="no-such"):
         S.ship("tiny", [d, tmp_path / "no-such"], None, data=data, command=[], out_root=root)
+
+
+def test_ship_records_every_training_data_folder(train_dir, tmp_path):
+    """`ship --data A --data B` (a training with --extra-data): the card lists both, hashed in order."""
+    d, data = train_dir
+    extra = tmp_path / "extra"
+    write_json(extra / "manifest.json", {"fingerprint": "def"})
+    root = tmp_path / "weights"
+    c = S.ship("tiny", d, None, data=[data, extra], command=[], out_root=root)
+    parts = [hashlib.md5(f"manifest:{fp}".encode()).hexdigest() for fp in ("abc", "def")]
+    assert c["data"] == [str(data), str(extra)]
+    assert c["data_hash"] == hashlib.md5("".join(parts).encode()).hexdigest()
+    assert f"`{data}` + `{extra}` (data hash `{c['data_hash']}`)" in (root / "tiny" / S.CARD_MD).read_text()
+    one = S.ship("tiny", d, None, data=[data], command=[], out_root=root)  # one folder: as without a list
+    assert one["data"] == str(data) and one["data_hash"] == parts[0]
 
 
 def test_tampered_or_missing_shipped_model_is_refused(train_dir, tmp_path, monkeypatch):

@@ -52,6 +52,20 @@ def test_data_hash_of_listing_and_small_files(tmp_path):
     assert lineage.data_hash(tmp_path) != before
 
 
+def test_data_hash_of_several_inputs_hashes_them_in_order(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, fp in ((a, "aa"), (b, "bb")):
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"fingerprint": fp}))
+    ha, hb = hashlib.md5(b"manifest:aa").hexdigest(), hashlib.md5(b"manifest:bb").hexdigest()
+    assert lineage.data_hash([a, b]) == hashlib.md5((ha + hb).encode()).hexdigest()
+    assert lineage.data_hash([b, a]) != lineage.data_hash([a, b])  # order is part of the identity
+    assert lineage.data_hash([a]) == ha  # one input: its own hash, as without a list
+    assert lineage.lineage_tags(data=[a, b])["chromaflow.data_hash"] == lineage.data_hash([a, b])
+    with pytest.raises(FileNotFoundError, match="nope"):
+        lineage.data_hash([a, tmp_path / "nope"])
+
+
 def test_data_hash_missing_path_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         lineage.data_hash(tmp_path / "nope")

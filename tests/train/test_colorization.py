@@ -150,3 +150,32 @@ def test_train_step_end_to_end(prepared, tmp_path):
         train("colorization", data=str(prepared), out=str(out), batchsize=2)
     with pytest.raises(ValueError, match="no task 'nope'"):
         train("nope", out=str(out))
+
+
+def test_extra_data_adds_train_splits_and_keeps_val(prepared, sample_dir, tmp_path):
+    """--extra-data concatenates other prepared folders' train splits; val and lineage follow --data first."""
+    import argparse
+
+    from chromaflow.data import ShardDataset
+    from chromaflow.data.prepare import prepare
+    from chromaflow.train.tasks import colorization as task
+    from chromaflow.tracking.lineage import data_hash
+
+    extra = tmp_path / "extra"
+    prepare(str(sample_dir), extra, max_side=80, val_fraction=0.5, workers=1)
+    parser = argparse.ArgumentParser()
+    task.add_arguments(parser)
+    args = parser.parse_args(["--data", str(prepared), "--extra-data", str(extra), "--crop", "64", "--width", "0.125"])
+    t = task.build(args)
+    n = [len(ShardDataset(d, split="train", crop=64)) for d in (prepared, extra)]
+    assert len(t.train_dataset()) == sum(n) and min(n) > 0
+    assert len(t.val_set) == len(ShardDataset(prepared, split="val", crop=64, train=False))
+    assert t.data_path() == [str(prepared), str(extra)]
+    assert t.params()["n_train"] == sum(n)
+    assert data_hash(t.data_path()) != data_hash(prepared)
+    sizes = {tuple(t.train_dataset()[i]["rgb"].shape) for i in (0, len(t.train_dataset()) - 1)}
+    assert sizes == {(3, 64, 64)}  # both folders crop to the same size
+    args = parser.parse_args(["--data", str(prepared), "--extra-data", str(tmp_path / "missing")])
+    with pytest.raises(FileNotFoundError, match="--extra-data: .*missing"):
+        task.build(args)
+
