@@ -158,8 +158,8 @@ def test_extra_data_adds_train_splits_and_keeps_val(prepared, sample_dir, tmp_pa
 
     from chromaflow.data import ShardDataset
     from chromaflow.data.prepare import prepare
-    from chromaflow.train.tasks import colorization as task
     from chromaflow.tracking.lineage import data_hash
+    from chromaflow.train.tasks import colorization as task
 
     extra = tmp_path / "extra"
     prepare(str(sample_dir), extra, max_side=80, val_fraction=0.5, workers=1)
@@ -178,4 +178,3 @@ def test_extra_data_adds_train_splits_and_keeps_val(prepared, sample_dir, tmp_pa
     args = parser.parse_args(["--data", str(prepared), "--extra-data", str(tmp_path / "missing")])
     with pytest.raises(FileNotFoundError, match="--extra-data: .*missing"):
         task.build(args)
-
