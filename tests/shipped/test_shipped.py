@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 
 import pytest
 import torch
@@ -58,6 +59,23 @@ def test_ship_a_training_continued_in_segments(train_dir, tmp_path):
         S.ship("tiny", [d, tmp_path / "no-such"], None, data=data, command=[], out_root=root)
 
 
+def test_reproduce_script_runs_the_card_commands_in_order(train_dir, tmp_path):
+    """reproduce.sh: executable, runs the recorded commands in order, stops at the first that fails."""
+    d, data = train_dir
+    root = tmp_path / "weights"
+    S.ship("tiny", d, None, data=data, command=["echo one > log.txt", "echo two >> log.txt"], out_root=root)
+    script = root / "tiny" / S.REPRODUCE_SH
+    assert script.stat().st_mode & 0o111
+    assert f"`bash {script}`" in (root / "tiny" / S.CARD_MD).read_text()
+    work = tmp_path / "work"
+    work.mkdir()
+    assert subprocess.run([str(script)], cwd=work).returncode == 0
+    assert (work / "log.txt").read_text() == "one\ntwo\n"
+    S.ship("tiny", d, None, data=data, command=["echo one > log.txt", "false", "echo two >> log.txt"], out_root=root)
+    assert subprocess.run(["bash", str(script)], cwd=work).returncode != 0
+    assert (work / "log.txt").read_text() == "one\n"
+
+
 def test_ship_records_every_training_data_folder(train_dir, tmp_path):
     """`ship --data A --data B` (a training with --extra-data): the card lists both, hashed in order."""
     d, data = train_dir
@@ -103,3 +121,5 @@ def test_committed_shipped_models_match_their_cards(name):
     assert sum(p.numel() for p in model.parameters()) == card["n_params"]
     assert card["bytes"] <= S.MAX_BYTES
     assert card["command"] and card["code_commit"] and card["data_hash"]
+    script = (S.weights_root() / name / S.REPRODUCE_SH).read_text().splitlines()
+    assert script[-len(card["command"]) :] == card["command"]  # the one command runs the card's commands

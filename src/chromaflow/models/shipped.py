@@ -1,7 +1,7 @@
 """Models shipped with the repository (``weights/<name>/``): fp16 safetensors + ``card.json`` + ``MODEL_CARD.md``.
 
 The card records how the file was made (architecture, data and its hash, hyper-parameters, the code commit,
-the commands that reproduce it) and what it scores, plus the file's SHA-256: :func:`load_shipped` refuses a
+the commands that reproduce it, also as ``reproduce.sh``: one command) and what it scores, plus the file's SHA-256: :func:`load_shipped` refuses a
 file whose hash differs (tampered or corrupted), and loading never unpickles (safetensors, strict keys).
 
     chromaflow ship --name colorization --train runs/ship/auto --evaluation runs/ship/auto_eval \\
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CARD_JSON = "card.json"
 CARD_MD = "MODEL_CARD.md"
+REPRODUCE_SH = "reproduce.sh"  # the card's commands as one script: the one command that reproduces the model
 MAX_BYTES = 10 * 1024 * 1024  # the repository's limit per shipped model
 
 
@@ -121,7 +122,7 @@ def ship(
     out_root: str | os.PathLike | None = None,
     code_commit: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``<out_root>/<name>/`` from a finished training run: fp16 weights, card.json and MODEL_CARD.md.
+    """Write ``<out_root>/<name>/`` from a training run: fp16 weights, card.json, MODEL_CARD.md, reproduce.sh.
 
     Args:
         train_dir: the ``chromaflow train`` output (model.safetensors, metrics.json), or the outputs of the
@@ -174,15 +175,32 @@ def ship(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     io.write_json(out / CARD_JSON, c)
+    script = out / REPRODUCE_SH
+    io.write_text(script, _reproduce_script(c))
+    script.chmod(0o755)
     report = Path(evaluation) / "report.md" if evaluation else None
+    shown = f"weights/{name}/{REPRODUCE_SH}" if out_root is None else str(script)
     io.write_text(
-        out / CARD_MD, _card_markdown(c, description, report.read_text() if report and report.is_file() else "")
+        out / CARD_MD,
+        _card_markdown(c, description, report.read_text() if report and report.is_file() else "", script=shown),
     )
     log.info("shipped %s: %s (%.1f MiB, sha256 %s)", name, dst, size / 2**20, sha[:12])
     return c
 
 
-def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str:
+def _reproduce_script(c: dict[str, Any]) -> str:
+    """Bash running the card's commands in order, stopping at the first that fails."""
+    return "\n".join([
+        "#!/usr/bin/env bash",
+        f"# Reproduces the shipped model {c['name']!r} (sha256 {c['sha256'][:12]}...): the \"command\" list of its",
+        f"# {CARD_JSON}, in order. Run from the repository root after `make install`.",
+        "set -euo pipefail",
+        'if [ -x .venv/bin/chromaflow ]; then PATH="$PWD/.venv/bin:$PATH"; fi',
+        *c["command"],
+    ]) + "\n"  # fmt: skip
+
+
+def _card_markdown(c: dict[str, Any], description: str, report: str = "", script: str = REPRODUCE_SH) -> str:
     kw = ", ".join(f"{k}={v}" for k, v in c["kwargs"].items())
     lines = [
         f"# Model card: {c['name']}",
@@ -201,6 +219,8 @@ def _card_markdown(c: dict[str, Any], description: str, report: str = "") -> str
         "",
         *_segments_table(c["segments"]),
         "## Reproduce",
+        "",
+        f"One command, from the repository root: `bash {script}`. It runs these, in order:",
         "",
         "```bash",
         *c["command"],
