@@ -52,8 +52,11 @@ def main() -> int:
     guided, _ = load_shipped("guided")
     rng = np.random.default_rng(args.seed)
     labs = [rgb_to_lab(x[None].float() / 255)[0] for x in photos]
-    n = max(POINTS)
-    clicks = [list(zip(rng.uniform(0, x.shape[2], n), rng.uniform(0, x.shape[1], n), strict=True)) for x in photos]
+    n_clicks = max(POINTS)
+    clicks = [
+        list(zip(rng.uniform(0, x.shape[2], n_clicks), rng.uniform(0, x.shape[1], n_clicks), strict=True))
+        for x in photos
+    ]
 
     gray = [to_uint8(lab_to_rgb(torch.cat([lab[:1], torch.zeros_like(lab[1:])])[None])) for lab in labs]
     gray_psnr = np.mean([float(psnr(g, x[None])) for g, x in zip(gray, photos, strict=True)])
