@@ -106,23 +106,28 @@ def seed_champion(root: Path, cfg: Mapping[str, Any], uri: str, out: Path, name:
 
 
 def _champion_gallery(root: Path, source: str, size: int = 192) -> str:
-    """HTML grid: gray input | the shipped champion's colorization | ground truth, for every sample photo."""
+    """HTML grid: gray input | the shipped champion's colorization | ground truth, for every sample photo.
+
+    The champion colorizes as the endpoint serves it: the network input side and decoding of
+    ``serving/model-config.yaml``."""
     import numpy as np
     import torch
     from PIL import Image
 
     from chromaflow.evaluate import report as R
+    from chromaflow.export.mar import served_settings
     from chromaflow.models import colorize
     from chromaflow.models.shipped import load_shipped
 
-    model, _ = load_shipped("colorization")
+    model, card = load_shipped("colorization")
+    served = served_settings(card["model"])
     rows, labels = [], []
     for path in sorted((root / source).glob("*.jpg")):
         im = Image.open(path).convert("RGB")
         im.thumbnail((size, size))
         rgb = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None]
         with torch.no_grad():
-            out = colorize(model, rgb)[0]
+            out = colorize(model, rgb, method=served.method, size=served.size)[0]
         rows.append([im.convert("L").convert("RGB"), out.permute(1, 2, 0).numpy(), im])
         labels.append(path.name)
     return R.image_grid(rows, ["input (gray)", "champion (shipped model)", "ground truth"], row_labels=labels)

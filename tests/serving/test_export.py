@@ -246,3 +246,17 @@ def test_registered_save_lpips_file_is_packed_as_downloaded(lpips_files, tmp_pat
     with pytest.raises(ValueError, match="sha256"):
         export_mar("models:/chromaflow-lpips@champion", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_served_settings_are_the_serving_templates(repo_root):
+    """What the demo's gallery and any offline caller use is what an exported archive is served with."""
+    from chromaflow.export.mar import served_settings
+    from chromaflow.serving import ServiceConfig
+    from chromaflow.serving.guided import GuidedConfig
+
+    auto, guided = served_settings("eccv16"), served_settings("siggraph17")
+    assert isinstance(auto, ServiceConfig) and isinstance(guided, GuidedConfig)
+    for s, name in ((auto, "model-config.yaml"), (guided, "guided-model-config.yaml")):
+        handler = yaml.safe_load((repo_root / "serving" / name).read_text())["handler"]
+        assert s.size == handler["size"]
+    assert auto.method == yaml.safe_load((repo_root / "serving" / "model-config.yaml").read_text())["handler"]["method"]

@@ -200,6 +200,13 @@ def _model_config(
     return cfg
 
 
+def served_settings(model_name: str = "eccv16") -> Any:
+    """The validated ``handler:`` settings an archive of ``model_name`` is served with (its ``serving/`` template):
+    ``ServiceConfig`` (size, method, ...) or, for ``siggraph17``, ``GuidedConfig``."""
+    kind = handler_kind(model_name)
+    return kind.settings.from_mapping(_model_config(None, None, None, kind)["handler"])
+
+
 def export_mar(
     model_uri: str | os.PathLike,
     out_dir: str | os.PathLike,
