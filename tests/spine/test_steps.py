@@ -161,6 +161,27 @@ def test_evaluate_task_guided_cli_writes_scalars_for_the_gates(guided_weights, t
     assert (out / "psnr_vs_points.png").is_file() and (out / "report.md").is_file()
 
 
+def test_evaluate_guided_auto_row_sees_the_same_input_side(guided_weights, tmp_path, repo_root):
+    """The automatic network's 0-point row is measured at --size, like the guided network beside it."""
+    import torch
+
+    from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, load_eval_items
+    from chromaflow.evaluate.guided import psnr_sweep
+    from chromaflow.evaluate.metrics import psnr
+    from chromaflow.models import colorize, create_model, save_weights
+
+    torch.manual_seed(1)
+    auto = create_model("eccv16", width=0.0625).eval()
+    save_weights(auto, tmp_path / "auto.safetensors")
+    data = repo_root / "data/sample"
+    r = psnr_sweep(guided_weights, data, tmp_path / "e", points=(0,), size=32, max_images=2, placements=("random",),
+                   levin=False, auto_weights=tmp_path / "auto.safetensors")  # fmt: skip
+    items, _ = load_eval_items(data, split="val", size=32, max_images=2, seed=0)
+    rgbs = [_load_rgb(it, 32)[None] for it in items]
+    expected = [float(psnr(_to_uint8(colorize(auto, x, size=32)), x)[0]) for x in rgbs]
+    assert r["auto_psnr"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+
+
 def test_evaluate_task_guided_cli_names_bad_input(guided_weights, tmp_path, repo_root):
     from chromaflow import cli
 

@@ -131,7 +131,7 @@ def psnr_sweep(
         l, gt_ab = lab[:, :1], lab[:, 1:]
         gray_psnr.append(_psnr_of(l, torch.zeros_like(gt_ab), rgb))
         if auto is not None:
-            auto_psnr.append(float(psnr(_to_uint8(colorize(auto, rgb)), rgb)[0]))
+            auto_psnr.append(float(psnr(_to_uint8(colorize(auto, rgb, size=size)), rgb)[0]))  # same input side
         rng = np.random.default_rng([seed, k])
         for placement in placements:
             ys: list[int] = []
