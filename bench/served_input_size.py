@@ -25,10 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 POINTS = (0, 5, 10, 50)
 
 
-def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    return (rgb * 255).round().clamp(0, 255).to(torch.uint8)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "runs" / "ship" / "in1k", help="a `chromaflow prepare` folder")
@@ -41,6 +37,7 @@ def main() -> int:
 
     from chromaflow.color import lab_to_rgb, rgb_to_lab
     from chromaflow.data import ShardDataset
+    from chromaflow.evaluate.colorization import _to_uint8 as to_uint8
     from chromaflow.evaluate.metrics import colorfulness_m3, psnr
     from chromaflow.models import colorize
     from chromaflow.models.shipped import load_shipped

@@ -1,8 +1,9 @@
 """Models shipped with the repository (``weights/<name>/``): fp16 safetensors + ``card.json`` + ``MODEL_CARD.md``.
 
 The card records how the file was made (architecture, data and its hash, hyper-parameters, the code commit,
-the commands that reproduce it, also as ``reproduce.sh``: one command) and what it scores, plus the file's SHA-256: :func:`load_shipped` refuses a
-file whose hash differs (tampered or corrupted), and loading never unpickles (safetensors, strict keys).
+the commands that reproduce it, also as ``reproduce.sh``: one command) and what it scores, plus the file's
+SHA-256: :func:`load_shipped` refuses a file whose hash differs (tampered or corrupted), and loading never
+unpickles (safetensors, strict keys).
 
     chromaflow ship --name colorization --train runs/ship/auto --evaluation runs/ship/auto_eval \\
         --data runs/ship/tin --command "chromaflow train --task colorization ..."
@@ -41,10 +42,13 @@ REPRODUCE_SH = "reproduce.sh"  # the card's commands as one script: the one comm
 MAX_BYTES = 10 * 1024 * 1024  # the repository's limit per shipped model
 
 
+CHECKOUT = Path(__file__).resolve().parents[3]  # the repository root of a source checkout
+
+
 def weights_root() -> Path:
     """``$CHROMAFLOW_WEIGHTS`` or ``weights/`` at the root of the checkout."""
     env = os.environ.get("CHROMAFLOW_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "weights"
+    return Path(env) if env else CHECKOUT / "weights"
 
 
 def card(name: str) -> dict[str, Any]:
@@ -139,8 +143,8 @@ def ship(
     from chromaflow.tracking.lineage import data_hash
 
     dirs = [train_dir] if isinstance(train_dir, str | os.PathLike) else list(train_dir)
-    if not isinstance(data, str | os.PathLike):
-        data = [str(d) for d in data] if len(data) > 1 else str(data[0])
+    paths = [str(data)] if isinstance(data, str | os.PathLike) else [str(d) for d in data]
+    data = paths if len(paths) > 1 else paths[0]  # one folder is recorded as a string, as before lists
     segments = _segments(dirs, name)
     out = Path(out_root or weights_root()) / name
     model = load_weights(Path(dirs[-1]) / WEIGHTS_FILE)
@@ -162,7 +166,7 @@ def ship(
         "bytes": size,
         "dtype": "float16",
         "code_commit": code_commit or _git_commit(),
-        "data": data if isinstance(data, list) else str(data),
+        "data": data,
         "data_hash": data_hash(data),
         "train": {k: segments[-1][k] for k in TRAIN_KEYS},
         "segments": segments,
@@ -179,7 +183,7 @@ def ship(
     io.write_text(script, _reproduce_script(c))
     script.chmod(0o755)
     report = Path(evaluation) / "report.md" if evaluation else None
-    shown = f"weights/{name}/{REPRODUCE_SH}" if out_root is None else str(script)
+    shown = script.resolve().relative_to(CHECKOUT) if script.resolve().is_relative_to(CHECKOUT) else script
     io.write_text(
         out / CARD_MD,
         _card_markdown(c, description, report.read_text() if report and report.is_file() else "", script=shown),
@@ -200,7 +204,9 @@ def _reproduce_script(c: dict[str, Any]) -> str:
     ]) + "\n"  # fmt: skip
 
 
-def _card_markdown(c: dict[str, Any], description: str, report: str = "", script: str = REPRODUCE_SH) -> str:
+def _card_markdown(
+    c: dict[str, Any], description: str, report: str = "", script: str | os.PathLike = REPRODUCE_SH
+) -> str:
     kw = ", ".join(f"{k}={v}" for k, v in c["kwargs"].items())
     lines = [
         f"# Model card: {c['name']}",

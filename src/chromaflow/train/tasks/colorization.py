@@ -223,8 +223,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def data_inputs(args: argparse.Namespace) -> str | list[str]:
     """What a run reads, for lineage: ``--data``, or ``[--data, *--extra-data]`` when extras are given."""
-    extra = list(getattr(args, "extra_data", None) or [])
-    return [str(args.data), *map(str, extra)] if extra else str(args.data)
+    return [str(args.data), *map(str, args.extra_data)] if args.extra_data else str(args.data)
 
 
 def datasets(data: str | None, crop: int, extra: Sequence[str] = ()) -> tuple[Dataset, Dataset | None]:
