@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from tests.data.conftest import colorful, encode, odd_files
 
-from chromaflow.data.images import process_image
+from chromaflow.data.images import percentile, process_image
 
 FILES = odd_files()
 
@@ -107,3 +107,13 @@ def test_exif_orientation_applied():
     exif[0x0112] = 6  # rotate 90 CW to display
     res = process_image(encode(img, "JPEG", exif=exif.tobytes()), 256)
     assert (res["width"], res["height"]) == (40, 80)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 3, 977, 1024])
+def test_percentile_equals_numpy_linear(dtype, n):
+    rng = np.random.default_rng(n)
+    v = (rng.random((n, 1)) * 255).astype(dtype)  # any shape: numpy flattens too
+    for q in (0.0, 1.0, 50.0, 99.0, 99.9, 100.0):
+        ref = float(np.percentile(v, q))
+        assert percentile(v, q) == pytest.approx(ref, rel=1e-6 if dtype == np.float32 else 1e-12, abs=1e-9)

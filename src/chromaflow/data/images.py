@@ -33,6 +33,19 @@ SAMPLE_SIDE = 32  # pixel sample prepare uses for the gray check (chroma is a gl
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, never half-grey images
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (its default "linear" method) of a non-empty array, by one sort.
+
+    Same value as numpy's; it skips numpy's generic machinery, which costs ~0.3 ms a call, more than
+    the sort of the ~1,000-pixel samples prepare checks once per image.
+    """
+    s = np.sort(values, axis=None)
+    pos = q / 100.0 * (s.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, s.size - 1)
+    return float(s[lo]) + (pos - lo) * (float(s[hi]) - float(s[lo]))
+
+
 def _to_8bit(img: Image.Image, notes: list[str]) -> Image.Image:
     """Any PIL mode -> ``L`` or ``RGB`` (8 bit), noting what was done."""
     mode = img.mode
@@ -126,7 +139,7 @@ def process_image(data: bytes, max_side: int = 256, max_pixels: int = DEFAULT_MA
         if img.mode == "RGB":
             step = -(-max(img.size) // SAMPLE_SIDE)  # ceil: a strided pixel sample, no resampling cost
             sample = np.ascontiguousarray(np.asarray(img)[::step, ::step])
-            spread = float(np.percentile(sample.max(-1) - sample.min(-1), 99))
+            spread = percentile(sample.max(-1) - sample.min(-1), 99.0)
         else:
             sample, spread = None, 0.0
     except Exception as exc:  # noqa: BLE001 - conversion failure of one file is a rejection

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chromaflow.data.images import DEFAULT_MAX_PIXELS, process_image
+from chromaflow.data.images import DEFAULT_MAX_PIXELS, percentile, process_image
 from chromaflow.data.sources import Entry, list_source
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.logs import progress
@@ -92,7 +92,7 @@ def gray_flags(results: list[dict], gray_chroma: float = GRAY_CHROMA) -> list[bo
     start = 0
     for i in todo:
         n = results[i]["sample"].shape[0] * results[i]["sample"].shape[1]
-        flags[i] = bool(np.percentile(chroma[start : start + n], GRAY_PERCENTILE) < gray_chroma)
+        flags[i] = percentile(chroma[start : start + n], GRAY_PERCENTILE) < gray_chroma
         start += n
     return flags
 
