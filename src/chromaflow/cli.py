@@ -27,6 +27,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),
     "ship": ("chromaflow.models.shipped", "write a trained model into weights/ with its model card"),
     "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
+    "colorize": ("chromaflow.serving.files", "colorize image files with a served model's settings, no server"),
     "serve": ("chromaflow.serve", "start / stop TorchServe with an exported archive"),
     "pipeline": ("chromaflow.pipeline", "compile, run locally, or submit a Kubeflow pipeline"),
     "demo": ("chromaflow.demo", "the whole main job on the committed sample, with a report"),

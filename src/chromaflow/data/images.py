@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit (about 9459 x 9459)
+MAX_FILE_BYTES = 256 * 2**20  # larger files are rejected before reading them into memory
 JPEG_QUALITY = 95
 SAMPLE_SIDE = 32  # pixel sample prepare uses for the gray check (chroma is a global statistic)
 

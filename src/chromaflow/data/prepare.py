@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chromaflow.data.images import DEFAULT_MAX_PIXELS, percentile, process_image
+from chromaflow.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, percentile, process_image
 from chromaflow.data.sources import Entry, list_source
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.logs import progress
@@ -55,7 +55,6 @@ GRAY_CHROMA = 2.0  # ab units: an image whose 99th-percentile chroma is below th
 GRAY_PERCENTILE = 99.0
 RGB_SPREAD_COLOUR = 9  # 8-bit max(R,G,B) - min(R,G,B) from which every sRGB colour has chroma >= SHORTCUT_MAX_CHROMA
 SHORTCUT_MAX_CHROMA = 2.04
-MAX_FILE_BYTES = 256 * 2**20  # larger files are rejected before reading them into memory
 ROW_GROUP = 256  # rows per Parquet row group (random access granularity for readers)
 
 

@@ -1,0 +1,220 @@
+"""The ``colorize`` step: colorize image files on disk with the service the endpoint runs, no server.
+
+    chromaflow colorize photos/ old.jpg --out runs/colorized                  # the shipped automatic model
+    chromaflow colorize photos/ --out runs/guided --model guided              # the shipped guided model, no hints
+    chromaflow colorize scan.png --out runs/c --weights runs/train/model.safetensors --output jpeg --T 0.5
+
+Every file goes through the same :class:`~chromaflow.serving.service.ColorizeService` (or, for a ``siggraph17``
+model, :class:`~chromaflow.serving.guided.GuidedService` without hints) as an HTTP request would: the same
+decoding and limits, the archive's served settings (``serving/*model-config.yaml``: network input size, decoding
+method), the same output encoding (PNG keeps alpha). A file the endpoint would refuse is listed with the
+endpoint's reason and the others go on; every output is written atomically; ``colorize.json`` in ``--out`` lists
+what was written and what was rejected.
+
+Inputs: files, and folders (every non-hidden file below them, recursively, in sorted order; non-images are
+listed as rejected, never skipped silently). Output names: ``<stem>.<png|jpeg>`` for a file, the path relative
+to the folder for a folder's files (the output folder itself is never read); a second input with the same output
+name is rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from chromaflow.data.images import MAX_FILE_BYTES
+from chromaflow.io import write_bytes, write_json
+from chromaflow.logs import progress
+from chromaflow.serving.request import OUTPUT_FORMATS, Request
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "colorize.json"
+SUFFIX = {"png": ".png", "jpeg": ".jpg"}
+AUTOMATIC_MODELS = frozenset({"eccv16"})
+
+
+def list_inputs(inputs: Sequence[str | os.PathLike], skip: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
+    """``(file, output name without suffix)`` for every input file, in order; folders are walked recursively
+    (hidden files and folders, and anything under ``skip``, the output folder, are left out).
+
+    Raises ``FileNotFoundError`` naming an input that does not exist.
+    """
+    out: list[tuple[Path, Path]] = []
+    skip = Path(skip).resolve() if skip is not None else None
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                rel = f.relative_to(path)
+                hidden = any(part.startswith(".") for part in rel.parts)
+                if f.is_file() and not hidden and (skip is None or not f.resolve().is_relative_to(skip)):
+                    out.append((f, rel.with_suffix("")))
+        elif path.is_file():
+            out.append((path, Path(path.stem)))
+        else:
+            raise FileNotFoundError(f"colorize: input {path} does not exist")
+    return out
+
+
+def load_service(
+    model: str = "colorization",
+    weights: str | os.PathLike | None = None,
+    *,
+    size: int | None = None,
+    method: str | None = None,
+    device: str | None = None,
+) -> Any:
+    """The service of the shipped model ``model`` (hash-checked against its card), or of the ``weights`` file.
+
+    Its settings are those its archive is served with (:func:`chromaflow.export.mar.served_settings`), with
+    ``size`` (network input side) and ``method`` (``eccv16`` decoding) overriding them when given.
+    """
+    from chromaflow.export.mar import GUIDED_MODELS, served_settings
+    from chromaflow.models import load_weights
+    from chromaflow.models.shipped import shipped_weights
+    from chromaflow.serving.guided import GuidedService
+    from chromaflow.serving.service import ColorizeService, pick_device
+
+    if weights is None:
+        weights, card = shipped_weights(model)
+        sha, meta = card["sha256"], {"name": model, "sha256": card["sha256"]}
+    else:
+        sha, meta = None, {"name": Path(weights).name}
+    net = load_weights(weights, sha, device=device or pick_device())
+    arch = net.config["name"]
+    guided = arch in GUIDED_MODELS
+    if arch not in AUTOMATIC_MODELS | GUIDED_MODELS:
+        raise ValueError(f"colorize: {weights} holds a {arch!r} model, not a colorization model")
+    if guided and method is not None:
+        raise ValueError("colorize: --method applies to the automatic (eccv16) model only")
+    overrides = {k: v for k, v in (("size", size), ("method", method)) if v is not None}
+    config = {**asdict(served_settings(arch)), **overrides}
+    if guided:
+        return GuidedService(net, config, meta, "colorize_guided")
+    return ColorizeService(net, config, meta)
+
+
+def _request(service: Any, data: bytes, output: str, T: float | None) -> Request:
+    from chromaflow.serving.guided import GuidedService
+
+    if isinstance(service, GuidedService):  # its endpoint takes JSON: the image, no hints
+        return Request(body={"image": base64.b64encode(data).decode("ascii"), "output": output})
+    params = {"output": output} | ({} if T is None else {"T": repr(T)})
+    return Request(body=data, content_type="application/octet-stream", params=params)
+
+
+def colorize_files(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    model: str = "colorization",
+    weights: str | os.PathLike | None = None,
+    output: str = "png",
+    T: float | None = None,
+    size: int | None = None,
+    method: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Colorize every input file into ``out``; return the manifest (also written to ``out/colorize.json``).
+
+    Args:
+        inputs: files and folders (see the module docstring for how they are listed and named).
+        model, weights: a shipped model's name, or a ``save_weights`` file (``eccv16`` or ``siggraph17``).
+        output: ``png`` (alpha kept) or ``jpeg``.
+        T: annealed-mean temperature (``eccv16`` only; default the model's contract T).
+        size, method: override the served network input size / decoding method.
+    Returns ``{"model", "settings", "written": [{"input", "output"}], "rejected": [{"input", "status",
+    "error", "message"}]}``. Raises ``ValueError`` / ``FileNotFoundError`` for a bad model, option or input path.
+    """
+    if output not in OUTPUT_FORMATS:
+        raise ValueError(f"colorize: output must be one of {OUTPUT_FORMATS}, got {output!r}")
+    files = list_inputs(inputs, skip=out)
+    if not files:
+        raise ValueError(f"colorize: no files in {[str(p) for p in inputs]}")
+    from chromaflow.serving.service import ColorizeService
+
+    service = load_service(model, weights, size=size, method=method, device=device)
+    if T is not None and not isinstance(service, ColorizeService):
+        raise ValueError("colorize: --T applies to the automatic (eccv16) model only")
+    out = Path(out)
+    written: list[dict[str, str]] = []
+    rejected: list[dict[str, Any]] = []
+    taken: dict[Path, Path] = {}
+    for path, name in progress(files, total=len(files), desc="colorize"):
+        target = out / name.with_suffix(SUFFIX[output])
+        if target in taken:
+            rejected.append(_rejection(path, 409, "name_collision", f"output {target} is already {taken[target]}'s"))
+            continue
+        taken[target] = path
+        try:
+            n_bytes = path.stat().st_size
+            if n_bytes > MAX_FILE_BYTES:
+                raise ValueError(f"file too large: {n_bytes} bytes > {MAX_FILE_BYTES}")
+            data = path.read_bytes()
+        except (OSError, ValueError) as exc:
+            rejected.append(_rejection(path, 400, "unreadable", str(exc)))
+            continue
+        resp = service.handle([_request(service, data, output, T)])[0]
+        if resp.status != 200:
+            err = resp.json()
+            rejected.append(_rejection(path, resp.status, err.get("error", ""), err.get("message", "")))
+            continue
+        write_bytes(target, resp.body)
+        written.append({"input": str(path), "output": str(target)})
+    manifest = {
+        "model": service.model_info,
+        "settings": asdict(service.config),
+        "output": output,
+        "T": T,
+        "written": written,
+        "rejected": rejected,
+    }
+    write_json(out / MANIFEST, manifest)
+    for r in rejected:
+        log.warning("colorize: rejected %s: %s (%s)", r["input"], r["message"], r["error"])
+    return manifest
+
+
+def _rejection(path: Path, status: int, error: str, message: str) -> dict[str, Any]:
+    return {"input": str(path), "status": status, "error": error, "message": message}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders (walked recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (images + colorize.json)")
+    parser.add_argument("--model", default="colorization", help="shipped model in weights/ (colorization | guided)")
+    parser.add_argument("--weights", default=None, help="a save_weights file instead of a shipped model")
+    parser.add_argument("--output", default="png", choices=OUTPUT_FORMATS, help="output image format")
+    parser.add_argument("--T", type=float, default=None, help="annealed-mean temperature (automatic model)")
+    parser.add_argument("--size", type=int, default=None, help="network input side (default: the served one)")
+    parser.add_argument("--method", default=None, help="annealed_mean | mean | mode (default: the served one)")
+    parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """0: every input colorized; 1: some rejected (listed in colorize.json and the log); 2: nothing could start."""
+    try:
+        manifest = colorize_files(
+            args.inputs,
+            args.out,
+            model=args.model,
+            weights=args.weights,
+            output=args.output,
+            T=args.T,
+            size=args.size,
+            method=args.method,
+            device=args.device,
+        )
+    except (ValueError, OSError) as exc:
+        log.error("colorize failed: %s", exc)
+        return 2
+    n_ok, n_bad = len(manifest["written"]), len(manifest["rejected"])
+    print(f"{n_ok} colorized, {n_bad} rejected -> {args.out} ({MANIFEST} lists both)")
+    return 1 if n_bad else 0

@@ -1,0 +1,125 @@
+"""``chromaflow colorize``: files on disk through the endpoint's service, with its served settings, no server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.color import rgb2lab
+from tests.serving.conftest import encode, random_rgb
+
+from chromaflow.export.mar import served_settings
+from chromaflow.models import colorize, create_model, load_weights, save_weights
+from chromaflow.models.shipped import shipped_weights
+from chromaflow.serving.files import MANIFEST, colorize_files
+from chromaflow.serving.guided import GuidedInput, guided_batch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder as users have them: photos, a subfolder, a transparent PNG, junk, a hidden file."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "trip").mkdir()
+    (root / "a.jpg").write_bytes((REPO / "data/sample/kodim05.jpg").read_bytes())
+    (root / "trip" / "b.png").write_bytes(encode(random_rgb(45, 70, seed=1)))
+    rgba = np.concatenate([random_rgb(30, 40, seed=2), np.full((30, 40, 1), 128, np.uint8)], -1)
+    (root / "trip" / "alpha.png").write_bytes(encode(rgba))
+    (root / "notes.txt").write_text("not a photo")
+    (root / "cut.jpg").write_bytes((REPO / "data/sample/kodim01.jpg").read_bytes()[:3000])
+    (root / ".hidden.jpg").write_bytes((REPO / "data/sample/kodim02.jpg").read_bytes())
+    return root
+
+
+def lightness(path: Path) -> np.ndarray:
+    return rgb2lab(np.asarray(Image.open(path).convert("RGB")))[..., 0]
+
+
+def test_folder_colorized_with_served_settings_and_bad_files_listed(photos, tmp_path):
+    out = tmp_path / "out"
+    m = colorize_files([photos], out)
+    assert json.loads((out / MANIFEST).read_text()) == json.loads(json.dumps(m))
+    assert sorted(Path(w["output"]).relative_to(out).as_posix() for w in m["written"]) == [
+        "a.png",
+        "trip/alpha.png",
+        "trip/b.png",
+    ]
+    assert {Path(r["input"]).name: r["error"] for r in m["rejected"]} == {
+        "cut.jpg": "truncated_image",
+        "notes.txt": "not_an_image",
+    }  # the hidden file is neither
+    served = served_settings("eccv16")
+    assert m["settings"]["size"] == served.size and m["model"]["sha256"] == shipped_weights("colorization")[1]["sha256"]
+
+    # the photo: what the library gives at the served size and method (a 256 px default would differ)
+    model = load_weights(shipped_weights("colorization")[0])
+    rgb = torch.from_numpy(np.array(Image.open(photos / "a.jpg").convert("RGB"))).permute(2, 0, 1)[None]
+    ref = colorize(model, rgb, size=served.size, method=served.method)[0]
+    got = torch.from_numpy(np.array(Image.open(out / "a.png"))).permute(2, 0, 1).float() / 255
+    assert (got - ref).abs().max() <= 1 / 255 + 1e-6
+    assert not torch.allclose(ref, colorize(model, rgb, size=256, method=served.method)[0], atol=2 / 255)
+    # colour added, lightness kept (independent Lab: skimage), alpha kept
+    assert np.abs(lightness(out / "a.png") - lightness(photos / "a.jpg")).mean() < 1.0
+    assert np.abs(rgb2lab(np.asarray(Image.open(out / "a.png")))[..., 1:]).mean() > 2.0
+    alpha = Image.open(out / "trip" / "alpha.png")
+    assert alpha.mode == "RGBA" and np.all(np.asarray(alpha)[..., 3] == 128)
+
+
+def test_guided_model_without_hints_and_jpeg_output(photos, tmp_path):
+    m = colorize_files([photos / "trip" / "b.png"], tmp_path, model="guided", output="jpeg")
+    assert [Path(w["output"]).name for w in m["written"]] == ["b.jpg"] and not m["rejected"]
+    img = Image.open(tmp_path / "b.jpg")
+    assert img.format == "JPEG" and img.size == (70, 45)
+    model = load_weights(shipped_weights("guided")[0])
+    rgb = torch.from_numpy(np.array(Image.open(photos / "trip" / "b.png").convert("RGB"))).permute(2, 0, 1)
+    ref = guided_batch(model, [GuidedInput(rgb=rgb)], size=served_settings("siggraph17").size)[0].rgb
+    got = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
+    assert (got - ref).abs().mean() < 3 / 255  # JPEG q95 of the same image
+
+
+def test_name_collisions_and_output_folder_inside_the_input(photos, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    (src / "x.png").write_bytes((photos / "trip" / "b.png").read_bytes())
+    m = colorize_files([src], src / "out", size=32)
+    assert [Path(w["input"]).name for w in m["written"]] == ["x.jpg"]
+    assert [(Path(r["input"]).name, r["error"]) for r in m["rejected"]] == [("x.png", "name_collision")]
+    assert m["settings"]["size"] == 32
+    again = colorize_files([src], src / "out", size=32)  # its own outputs are not inputs
+    assert [w["output"] for w in again["written"]] == [w["output"] for w in m["written"]]
+
+
+def test_bad_models_and_options_are_refused_before_any_work(photos, tmp_path):
+    splitbrain = tmp_path / "sb.safetensors"
+    save_weights(create_model("splitbrain"), splitbrain)
+    with pytest.raises(ValueError, match="not a colorization model"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", weights=splitbrain)
+    with pytest.raises(ValueError, match="--T applies"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", model="guided", T=0.5)
+    with pytest.raises(FileNotFoundError, match="shipped model 'nope'"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", model="nope")
+    with pytest.raises(FileNotFoundError, match="missing.jpg does not exist"):
+        colorize_files([photos / "missing.jpg"], tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_exit_codes(photos, tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "chromaflow.cli", "colorize", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    ok = run(str(photos / "a.jpg"), "--out", str(tmp_path / "ok"), "--T", "0.5", "--output", "jpeg")
+    assert ok.returncode == 0 and "1 colorized, 0 rejected" in ok.stdout, ok.stderr
+    some = run(str(photos), "--out", str(tmp_path / "some"))
+    assert some.returncode == 1 and "3 colorized, 2 rejected" in some.stdout
+    assert "cut.jpg" in some.stderr and "truncated" in some.stderr
+    bad = run(str(photos / "a.jpg"), "--out", str(tmp_path / "bad"), "--model", "nope")
+    assert bad.returncode == 2 and "shipped model 'nope'" in bad.stderr
