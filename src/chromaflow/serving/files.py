@@ -80,14 +80,19 @@ def load_service(
     from chromaflow.models import load_weights
     from chromaflow.models.shipped import shipped_weights
     from chromaflow.serving.guided import GuidedService
-    from chromaflow.serving.service import ColorizeService, pick_device
+    from chromaflow.serving.service import ColorizeService
+    from chromaflow.train.distributed import pick_device
 
+    try:
+        dev = pick_device(device or "auto")
+    except (RuntimeError, ValueError) as exc:  # torch.device("bogus") is a RuntimeError
+        raise ValueError(f"colorize: device {device!r}: {exc}") from None
     if weights is None:
         weights, card = shipped_weights(model)
         sha, meta = card["sha256"], {"name": model, "sha256": card["sha256"]}
     else:
         sha, meta = None, {"name": Path(weights).name}
-    net = load_weights(weights, sha, device=device or pick_device())
+    net = load_weights(weights, sha, device=dev)
     arch = net.config["name"]
     guided = arch in GUIDED_MODELS
     if arch not in AUTOMATIC_MODELS | GUIDED_MODELS:
