@@ -108,6 +108,8 @@ def test_bad_models_and_options_are_refused_before_any_work(photos, tmp_path):
         colorize_files([photos / "a.jpg"], tmp_path / "o", model="nope")
     with pytest.raises(FileNotFoundError, match="missing.jpg does not exist"):
         colorize_files([photos / "missing.jpg"], tmp_path / "o")
+    with pytest.raises(ValueError, match="T must be in"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", T=0.0)
     with pytest.raises(ValueError, match="device 'bogus'"):
         colorize_files([photos / "a.jpg"], tmp_path / "o", device="bogus")
     assert not (tmp_path / "o").exists()

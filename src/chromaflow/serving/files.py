@@ -31,7 +31,7 @@ from typing import Any
 from chromaflow.data.images import MAX_FILE_BYTES
 from chromaflow.io import write_bytes, write_json
 from chromaflow.logs import progress
-from chromaflow.serving.request import OUTPUT_FORMATS, Request
+from chromaflow.serving.request import OUTPUT_FORMATS, T_RANGE, Request
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def colorize_files(
     """
     if output not in OUTPUT_FORMATS:
         raise ValueError(f"colorize: output must be one of {OUTPUT_FORMATS}, got {output!r}")
+    if T is not None and not T_RANGE[0] <= T <= T_RANGE[1]:
+        raise ValueError(f"colorize: T must be in [{T_RANGE[0]}, {T_RANGE[1]}], got {T}")
     files = list_inputs(inputs, skip=out)
     if not files:
         raise ValueError(f"colorize: no files in {[str(p) for p in inputs]}")
