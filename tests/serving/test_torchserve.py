@@ -83,6 +83,16 @@ def test_concurrent_mixed_sizes_match_in_process(server, tiny_weights):
         assert np.abs(as_rgb(r).astype(int) - alone.astype(int)).max() <= 1
 
 
+def test_offline_colorize_step_answers_like_the_server(server, tiny_weights, sample_dir, tmp_path):
+    """``chromaflow colorize`` runs the handler's service in-process: same settings, same pixels."""
+    from chromaflow.serving.files import colorize_files
+
+    photo = sample_dir / "kodim23.jpg"
+    m = colorize_files([photo], tmp_path, weights=tiny_weights, size=HANDLER["size"])
+    offline = np.asarray(Image.open(m["written"][0]["output"]))
+    assert np.abs(as_rgb(post(server, photo.read_bytes(), "image/jpeg")).astype(int) - offline.astype(int)).max() <= 1
+
+
 def test_without_token_is_refused(server):
     png = encode(random_rgb(8, 8))
     for headers in ({"Content-Type": "image/png"}, {"Content-Type": "image/png", "Authorization": "Bearer wrong"}):
