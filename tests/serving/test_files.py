@@ -89,8 +89,9 @@ def test_name_collisions_and_output_folder_inside_the_input(photos, tmp_path):
     src.mkdir()
     (src / "x.jpg").write_bytes((photos / "a.jpg").read_bytes())
     (src / "x.png").write_bytes((photos / "trip" / "b.png").read_bytes())
+    (src / "x.v2.jpg").write_bytes((photos / "a.jpg").read_bytes())  # a dotted stem keeps its own name
     m = colorize_files([src], src / "out", size=32)
-    assert [Path(w["input"]).name for w in m["written"]] == ["x.jpg"]
+    assert [Path(w["output"]).name for w in m["written"]] == ["x.png", "x.v2.png"]
     assert [(Path(r["input"]).name, r["error"]) for r in m["rejected"]] == [("x.png", "name_collision")]
     assert m["settings"]["size"] == 32
     again = colorize_files([src], src / "out", size=32)  # its own outputs are not inputs
@@ -127,3 +128,26 @@ def test_cli_exit_codes(photos, tmp_path):
     assert "cut.jpg" in some.stderr and "truncated" in some.stderr
     bad = run(str(photos / "a.jpg"), "--out", str(tmp_path / "bad"), "--model", "nope")
     assert bad.returncode == 2 and "shipped model 'nope'" in bad.stderr
+
+
+def test_an_unexpected_failure_on_one_file_is_listed_and_the_batch_goes_on(photos, tmp_path, monkeypatch):
+    from chromaflow.serving.service import ColorizeService
+
+    handle = ColorizeService.handle
+
+    def flaky(self, requests):
+        if requests[0].body[:4] == b"\x89PNG":  # a decoder bug that only PNGs trigger
+            raise RuntimeError("decoder crashed")
+        return handle(self, requests)
+
+    monkeypatch.setattr(ColorizeService, "handle", flaky)
+    m = colorize_files([photos / "a.jpg", photos / "trip" / "b.png"], tmp_path)
+    assert [Path(w["input"]).name for w in m["written"]] == ["a.jpg"]
+    assert m["rejected"] == [
+        {
+            "input": str(photos / "trip" / "b.png"),
+            "status": 500,
+            "error": "internal_error",
+            "message": "RuntimeError: decoder crashed",
+        }
+    ]

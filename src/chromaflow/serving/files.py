@@ -155,7 +155,7 @@ def colorize_files(
     rejected: list[dict[str, Any]] = []
     taken: dict[Path, Path] = {}
     for path, name in progress(files, total=len(files), desc="colorize"):
-        target = out / name.with_suffix(SUFFIX[output])
+        target = out / name.parent / f"{name.name}{SUFFIX[output]}"  # not with_suffix: "a.b" must stay "a.b.png"
         if target in taken:
             rejected.append(_rejection(path, 409, "name_collision", f"output {target} is already {taken[target]}'s"))
             continue
@@ -168,7 +168,11 @@ def colorize_files(
         except (OSError, ValueError) as exc:
             rejected.append(_rejection(path, 400, "unreadable", str(exc)))
             continue
-        resp = service.handle([_request(service, data, output, T)])[0]
+        try:
+            resp = service.handle([_request(service, data, output, T)])[0]
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
+            rejected.append(_rejection(path, 500, "internal_error", f"{type(exc).__name__}: {exc}"))
+            continue
         if resp.status != 200:
             err = resp.json()
             rejected.append(_rejection(path, resp.status, err.get("error", ""), err.get("message", "")))
