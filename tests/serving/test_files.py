@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,18 +114,18 @@ def test_bad_models_and_options_are_refused_before_any_work(photos, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_exit_codes(photos, tmp_path):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "chromaflow.cli", "colorize", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_cli_exit_codes(photos, tmp_path, capsys, caplog):
+    from chromaflow.cli import main
 
-    ok = run(str(photos / "a.jpg"), "--out", str(tmp_path / "ok"), "--T", "0.5", "--output", "jpeg")
-    assert ok.returncode == 0 and "1 colorized, 0 rejected" in ok.stdout, ok.stderr
-    some = run(str(photos), "--out", str(tmp_path / "some"))
-    assert some.returncode == 1 and "3 colorized, 2 rejected" in some.stdout
-    assert "cut.jpg" in some.stderr and "truncated" in some.stderr
-    bad = run(str(photos / "a.jpg"), "--out", str(tmp_path / "bad"), "--model", "nope")
-    assert bad.returncode == 2 and "shipped model 'nope'" in bad.stderr
+    assert (
+        main(["colorize", str(photos / "a.jpg"), "--out", str(tmp_path / "ok"), "--T", "0.5", "--output", "jpeg"]) == 0
+    )
+    assert "1 colorized, 0 rejected" in capsys.readouterr().out
+    assert main(["colorize", str(photos), "--out", str(tmp_path / "some")]) == 1
+    assert "3 colorized, 2 rejected" in capsys.readouterr().out
+    assert "cut.jpg" in caplog.text and "truncated" in caplog.text
+    assert main(["colorize", str(photos / "a.jpg"), "--out", str(tmp_path / "bad"), "--model", "nope"]) == 2
+    assert "shipped model 'nope'" in caplog.text
 
 
 def test_an_unexpected_failure_on_one_file_is_listed_and_the_batch_goes_on(photos, tmp_path, monkeypatch):
