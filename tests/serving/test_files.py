@@ -149,3 +149,29 @@ def test_an_unexpected_failure_on_one_file_is_listed_and_the_batch_goes_on(photo
             "message": "RuntimeError: decoder crashed",
         }
     ]
+
+
+def test_guided_hints_from_a_json_file_reach_the_model(photos, tmp_path):
+    gray = np.full((48, 64, 3), 128, np.uint8)  # a flat gray photo: any colour in the output comes from the model
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "flat.png").write_bytes(encode(gray))
+    (src / "other.png").write_bytes(encode(gray))
+    red = [{"x": x, "y": y, "r": 220, "g": 20, "b": 20} for x in (8, 24, 40, 56) for y in (8, 24, 40)]
+    clicks = tmp_path / "clicks.json"
+    clicks.write_text(json.dumps({"flat.png": red, "other.png": [{"x": 500, "y": 5, "r": 1, "g": 2, "b": 3}]}))
+    m = colorize_files([src], tmp_path / "out", model="guided", hints=clicks)
+    assert m["hints"] == {"flat.png": 12, "other.png": 1}
+    assert [(Path(r["input"]).name, r["error"]) for r in m["rejected"]] == [("other.png", "hint_outside_image")]
+    plain = colorize_files([src / "flat.png"], tmp_path / "plain", model="guided")
+    a_hinted = rgb2lab(np.asarray(Image.open(tmp_path / "out" / "flat.png")))[..., 1].mean()
+    a_plain = rgb2lab(np.asarray(Image.open(tmp_path / "plain" / "flat.png")))[..., 1].mean()
+    assert a_hinted > a_plain + 10  # red clicks make the photo red (a* up), as on the web page
+    assert plain["hints"] == {}
+
+    with pytest.raises(ValueError, match=r"hints for \['typo.png'\], which match no input"):
+        colorize_files([src], tmp_path / "x", model="guided", hints={"typo.png": red})
+    with pytest.raises(ValueError, match="--hints needs the guided model"):
+        colorize_files([src], tmp_path / "x", hints={"flat.png": red})
+    with pytest.raises(ValueError, match="hints file"):
+        colorize_files([src], tmp_path / "x", model="guided", hints=tmp_path / "missing.json")

@@ -2,10 +2,11 @@
 
     chromaflow colorize photos/ old.jpg --out runs/colorized                  # the shipped automatic model
     chromaflow colorize photos/ --out runs/guided --model guided              # the shipped guided model, no hints
+    chromaflow colorize photos/ --out runs/edit --model guided --hints clicks.json # ... with user points
     chromaflow colorize scan.png --out runs/c --weights runs/train/model.safetensors --output jpeg --T 0.5
 
 Every file goes through the same :class:`~chromaflow.serving.service.ColorizeService` (or, for a ``siggraph17``
-model, :class:`~chromaflow.serving.guided.GuidedService` without hints) as an HTTP request would: the same
+model, :class:`~chromaflow.serving.guided.GuidedService`) as an HTTP request would: the same
 decoding and limits, the archive's served settings (``serving/*model-config.yaml``: network input size, decoding
 method), the same output encoding (PNG keeps alpha). A file the endpoint would refuse is listed with the
 endpoint's reason and the others go on; every output is written atomically; ``colorize.json`` in ``--out`` lists
@@ -15,6 +16,11 @@ Inputs: files, and folders (every non-hidden file below them, recursively, in so
 listed as rejected, never skipped silently). Output names: ``<stem>.<png|jpeg>`` for a file, the path relative
 to the folder for a folder's files (the output folder itself is never read); a second input with the same output
 name is rejected.
+
+Hints (guided model only): ``--hints`` is a JSON object from an input's name (its path relative to the folder
+given, or the file name of a file given, e.g. ``"trip/b.png"``) to the ``hints`` list of the guided endpoint
+(``[{"x": 10, "y": 20, "r": 200, "g": 30, "b": 30}, ...]`` or ``a``/``b`` instead of ``r``/``g``/``b``; pixels
+of the original image). Files without an entry get no hints; a name that matches no input is an error.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from chromaflow.data.images import MAX_FILE_BYTES
-from chromaflow.io import write_bytes, write_json
+from chromaflow.io import read_json, write_bytes, write_json
 from chromaflow.logs import progress
 from chromaflow.serving.request import OUTPUT_FORMATS, T_RANGE, Request
 
@@ -41,8 +47,9 @@ AUTOMATIC_MODELS = frozenset({"eccv16"})
 
 
 def list_inputs(inputs: Sequence[str | os.PathLike], skip: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
-    """``(file, output name without suffix)`` for every input file, in order; folders are walked recursively
-    (hidden files and folders, and anything under ``skip``, the output folder, are left out).
+    """``(file, name)`` for every input file, in order: ``name`` is the path relative to the folder given, or
+    the file name. Folders are walked recursively (hidden files and folders, and anything under ``skip``, the
+    output folder, are left out).
 
     Raises ``FileNotFoundError`` naming an input that does not exist.
     """
@@ -55,9 +62,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike], skip: str | os.PathLike | N
                 rel = f.relative_to(path)
                 hidden = any(part.startswith(".") for part in rel.parts)
                 if f.is_file() and not hidden and (skip is None or not f.resolve().is_relative_to(skip)):
-                    out.append((f, rel.with_suffix("")))
+                    out.append((f, rel))
         elif path.is_file():
-            out.append((path, Path(path.stem)))
+            out.append((path, Path(path.name)))
         else:
             raise FileNotFoundError(f"colorize: input {path} does not exist")
     return out
@@ -106,11 +113,11 @@ def load_service(
     return ColorizeService(net, config, meta)
 
 
-def _request(service: Any, data: bytes, output: str, T: float | None) -> Request:
+def _request(service: Any, data: bytes, output: str, T: float | None, hints: list | None) -> Request:
     from chromaflow.serving.guided import GuidedService
 
-    if isinstance(service, GuidedService):  # its endpoint takes JSON: the image, no hints
-        return Request(body={"image": base64.b64encode(data).decode("ascii"), "output": output})
+    if isinstance(service, GuidedService):  # its endpoint takes JSON: the image and the hints
+        return Request(body={"image": base64.b64encode(data).decode("ascii"), "output": output, "hints": hints})
     params = {"output": output} | ({} if T is None else {"T": repr(T)})
     return Request(body=data, content_type="application/octet-stream", params=params)
 
@@ -126,6 +133,7 @@ def colorize_files(
     size: int | None = None,
     method: str | None = None,
     device: str | None = None,
+    hints: str | os.PathLike | dict[str, list] | None = None,
 ) -> dict[str, Any]:
     """Colorize every input file into ``out``; return the manifest (also written to ``out/colorize.json``).
 
@@ -135,6 +143,7 @@ def colorize_files(
         output: ``png`` (alpha kept) or ``jpeg``.
         T: annealed-mean temperature (``eccv16`` only; default the model's contract T).
         size, method: override the served network input size / decoding method.
+        hints: guided model only: ``{input name: hints list}`` or a JSON file holding it (module docstring).
     Returns ``{"model", "settings", "written": [{"input", "output"}], "rejected": [{"input", "status",
     "error", "message"}]}``. Raises ``ValueError`` / ``FileNotFoundError`` for a bad model, option or input path.
     """
@@ -147,15 +156,18 @@ def colorize_files(
         raise ValueError(f"colorize: no files in {[str(p) for p in inputs]}")
     from chromaflow.serving.service import ColorizeService
 
+    by_name = _read_hints(hints, [name.as_posix() for _, name in files])
     service = load_service(model, weights, size=size, method=method, device=device)
     if T is not None and not isinstance(service, ColorizeService):
         raise ValueError("colorize: --T applies to the automatic (eccv16) model only")
+    if by_name and isinstance(service, ColorizeService):
+        raise ValueError("colorize: --hints needs the guided model (--model guided or siggraph17 weights)")
     out = Path(out)
     written: list[dict[str, str]] = []
     rejected: list[dict[str, Any]] = []
     taken: dict[Path, Path] = {}
     for path, name in progress(files, total=len(files), desc="colorize"):
-        target = out / name.parent / f"{name.name}{SUFFIX[output]}"  # not with_suffix: "a.b" must stay "a.b.png"
+        target = out / name.parent / f"{Path(name.name).stem}{SUFFIX[output]}"
         if target in taken:
             rejected.append(_rejection(path, 409, "name_collision", f"output {target} is already {taken[target]}'s"))
             continue
@@ -169,7 +181,7 @@ def colorize_files(
             rejected.append(_rejection(path, 400, "unreadable", str(exc)))
             continue
         try:
-            resp = service.handle([_request(service, data, output, T)])[0]
+            resp = service.handle([_request(service, data, output, T, by_name.get(name.as_posix()))])[0]
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
             rejected.append(_rejection(path, 500, "internal_error", f"{type(exc).__name__}: {exc}"))
             continue
@@ -181,6 +193,7 @@ def colorize_files(
         written.append({"input": str(path), "output": str(target)})
     manifest = {
         "model": service.model_info,
+        "hints": {k: len(v) for k, v in by_name.items()},
         "settings": asdict(service.config),
         "output": output,
         "T": T,
@@ -191,6 +204,24 @@ def colorize_files(
     for r in rejected:
         log.warning("colorize: rejected %s: %s (%s)", r["input"], r["message"], r["error"])
     return manifest
+
+
+def _read_hints(hints: str | os.PathLike | dict[str, list] | None, names: list[str]) -> dict[str, list]:
+    """``{input name: hints list}`` from a mapping or a JSON file; ``ValueError`` naming a bad file or an unknown
+    name (a typo must not leave a photo without its clicks). The hints themselves are checked by the endpoint."""
+    if hints is None:
+        return {}
+    if not isinstance(hints, dict):
+        try:
+            hints = read_json(hints)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"colorize: hints file {hints}: {exc}") from None
+    if not isinstance(hints, dict):
+        raise ValueError(f"colorize: hints must be a JSON object {{input name: [hints]}}, got {type(hints).__name__}")
+    unknown = sorted(set(hints) - set(names))
+    if unknown:
+        raise ValueError(f"colorize: hints for {unknown}, which match no input (inputs: {names[:10]})")
+    return dict(hints)
 
 
 def _rejection(path: Path, status: int, error: str, message: str) -> dict[str, Any]:
@@ -207,6 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None, help="network input side (default: the served one)")
     parser.add_argument("--method", default=None, help="annealed_mean | mean | mode (default: the served one)")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
+    parser.add_argument("--hints", default=None, help="guided model: JSON {input name: [{x, y, r, g, b}, ...]}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -222,6 +254,7 @@ def main(args: argparse.Namespace) -> int:
             size=args.size,
             method=args.method,
             device=args.device,
+            hints=args.hints,
         )
     except (ValueError, OSError) as exc:
         log.error("colorize failed: %s", exc)
