@@ -35,9 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from chromaflow.data.images import MAX_FILE_BYTES
+from chromaflow.export.mar import GUIDED_MODELS, served_settings
 from chromaflow.io import read_json, write_bytes, write_json
 from chromaflow.logs import progress
+from chromaflow.models import load_weights
+from chromaflow.models.shipped import shipped_weights
+from chromaflow.serving.guided import GuidedService
 from chromaflow.serving.request import OUTPUT_FORMATS, T_RANGE, Request
+from chromaflow.serving.service import ColorizeService
+from chromaflow.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +83,12 @@ def load_service(
     size: int | None = None,
     method: str | None = None,
     device: str | None = None,
-) -> Any:
+) -> ColorizeService | GuidedService:
     """The service of the shipped model ``model`` (hash-checked against its card), or of the ``weights`` file.
 
     Its settings are those its archive is served with (:func:`chromaflow.export.mar.served_settings`), with
     ``size`` (network input side) and ``method`` (``eccv16`` decoding) overriding them when given.
     """
-    from chromaflow.export.mar import GUIDED_MODELS, served_settings
-    from chromaflow.models import load_weights
-    from chromaflow.models.shipped import shipped_weights
-    from chromaflow.serving.guided import GuidedService
-    from chromaflow.serving.service import ColorizeService
-    from chromaflow.train.distributed import pick_device
-
     try:
         dev = pick_device(device or "auto")
     except (RuntimeError, ValueError) as exc:  # torch.device("bogus") is a RuntimeError
@@ -113,9 +112,9 @@ def load_service(
     return ColorizeService(net, config, meta)
 
 
-def _request(service: Any, data: bytes, output: str, T: float | None, hints: list | None) -> Request:
-    from chromaflow.serving.guided import GuidedService
-
+def _request(
+    service: ColorizeService | GuidedService, data: bytes, output: str, T: float | None, hints: list | None
+) -> Request:
     if isinstance(service, GuidedService):  # its endpoint takes JSON: the image and the hints
         return Request(body={"image": base64.b64encode(data).decode("ascii"), "output": output, "hints": hints})
     params = {"output": output} | ({} if T is None else {"T": repr(T)})
@@ -154,8 +153,6 @@ def colorize_files(
     files = list_inputs(inputs, skip=out)
     if not files:
         raise ValueError(f"colorize: no files in {[str(p) for p in inputs]}")
-    from chromaflow.serving.service import ColorizeService
-
     by_name = _read_hints(hints, [name.as_posix() for _, name in files])
     service = load_service(model, weights, size=size, method=method, device=device)
     if T is not None and not isinstance(service, ColorizeService):
@@ -193,7 +190,7 @@ def colorize_files(
         written.append({"input": str(path), "output": str(target)})
     manifest = {
         "model": service.model_info,
-        "hints": {k: len(v) for k, v in by_name.items()},
+        "hints": {k: len(v) if isinstance(v, list) else None for k, v in by_name.items()},  # counts
         "settings": asdict(service.config),
         "output": output,
         "T": T,
