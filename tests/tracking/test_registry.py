@@ -166,7 +166,7 @@ def _register_quietly(weights, name, example, uri, **kw):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mv = log_model(weights, name, example, size=32, uri=uri, experiment="test-kinds")
+            mv = log_model(weights, name, example, uri=uri, experiment="test-kinds")  # size: the served one
     finally:
         logger.removeHandler(handler)
     return mv, handler.messages + [str(w.message) for w in caught]
@@ -228,14 +228,19 @@ def test_registering_every_kind_emits_no_example_warning(uri, kinds):
         assert mv.tags["chromaflow.kind"] == registry.KINDS[name] and mv.tags["chromaflow.model"] == name
 
 
-def test_guided_pyfunc_equals_the_serving_no_hint_path(uri, kinds, kind_files):
+def test_guided_pyfunc_equals_the_served_archive_no_hint_path(uri, kinds, kind_files):
+    """Registered without ``size``, the version answers as its archive is served (serving/guided-model-config.yaml)."""
+    from chromaflow.export.mar import served_settings
     from chromaflow.serving import Request
     from chromaflow.serving.guided import GuidedService
 
     batch = np.random.default_rng(2).integers(0, 256, (2, 40, 36, 3), dtype=np.uint8)
-    out = _pyfunc(uri, kinds["siggraph17"][0]).predict(batch)
+    pyfunc = _pyfunc(uri, kinds["siggraph17"][0])
+    settings = served_settings("siggraph17")
+    assert pyfunc.model_config["size"] == settings.size != registry.UNUSED_SIZE
+    out = pyfunc.predict(batch)
     assert out.dtype == np.uint8 and out.shape == batch.shape
-    service = GuidedService.from_weights(kind_files["siggraph17"], {"size": 32}, device="cpu")
+    service = GuidedService.from_weights(kind_files["siggraph17"], settings, device="cpu")
     reqs = []
     for img in batch:
         buf = io.BytesIO()

@@ -48,6 +48,7 @@ DEFAULT_EXPERIMENT = "chromaflow-models"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
 
 
+UNUSED_SIZE = 256  # the "size" model_config of the kinds that ignore it (lpips, representation)
 KINDS: dict[str, str] = {  # weights config name -> pyfunc kind (see the module docstring)
     "eccv16": "colorization",
     "siggraph17": "guided",
@@ -158,6 +159,16 @@ def _signature(kind: str = "colorization") -> Any:
     return ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs]))
 
 
+def _served_size(kind: str, name: str) -> int:
+    """The network input side the archive of a colorization-kind model ``name`` is served with; for the other
+    kinds, which ignore it, ``UNUSED_SIZE``."""
+    if kind not in ("colorization", "guided"):
+        return UNUSED_SIZE
+    from chromaflow.export.mar import served_settings
+
+    return int(served_settings(name).size)
+
+
 def _check_size(kind: str, size: int, path: Path) -> None:
     """``size`` is the network input side of the colorization kinds (guided: a multiple of 8)."""
     if kind == "colorization" and int(size) < 8:
@@ -174,7 +185,7 @@ def log_model(
     metrics: Mapping[str, float] | None = None,
     eval_set: str | None = None,
     alias: str = CHALLENGER,
-    size: int = 256,
+    size: int | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     data: str | os.PathLike | None = None,
     params: Mapping[str, Any] | None = None,
@@ -193,7 +204,9 @@ def log_model(
         metrics, eval_set: evaluation results written as version tags ``metric.<name>`` and
             ``chromaflow.eval_set`` (the frozen eval set's fingerprint), which ``promote`` compares.
         size: the network input size of the colorization kinds (``colorize(size=...)``; siggraph17: a
-            multiple of 8); unused by ``lpips`` and ``representation`` (which uses the model's ``input_size``).
+            multiple of 8); ``None``: the size its TorchServe archive is served with (``serving/*model-config.yaml``,
+            :func:`chromaflow.export.mar.served_settings`), so the registered version answers in MLflow as at
+            the endpoint. Unused by ``lpips`` and ``representation`` (which uses the model's ``input_size``).
         experiment, data, params, uri: used to open a run with lineage when none is active.
 
     Returns the MLflow ``ModelVersion`` (with ``alias`` set). Lineage tags of the run are copied onto it.
@@ -209,6 +222,8 @@ def log_model(
     if not isinstance(registered_name, str) or not registered_name.strip():
         raise ValueError(f"log_model: registered_name must be a non-empty string, got {registered_name!r}")
     kind, config = weights_kind(p)  # ValueError for an unreadable file or an unknown model kind
+    if size is None:
+        size = _served_size(kind, config["name"])
     _check_size(kind, size, p)
     x = _example_array(example, kind)
     metric_tags: dict[str, str] = {}
