@@ -43,13 +43,13 @@ from chromaflow.models.shipped import shipped_weights
 from chromaflow.serving.guided import GuidedService
 from chromaflow.serving.request import OUTPUT_FORMATS, T_RANGE, Request
 from chromaflow.serving.service import ColorizeService
+from chromaflow.tracking.registry import COLORIZING_KINDS, KINDS
 from chromaflow.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "colorize.json"
 SUFFIX = {"png": ".png", "jpeg": ".jpg"}
-AUTOMATIC_MODELS = frozenset({"eccv16"})
 
 
 def list_inputs(inputs: Sequence[str | os.PathLike], skip: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
@@ -100,9 +100,9 @@ def load_service(
         sha, meta = None, {"name": Path(weights).name}
     net = load_weights(weights, sha, device=dev)
     arch = net.config["name"]
-    guided = arch in GUIDED_MODELS
-    if arch not in AUTOMATIC_MODELS | GUIDED_MODELS:
+    if KINDS.get(arch) not in COLORIZING_KINDS:
         raise ValueError(f"colorize: {weights} holds a {arch!r} model, not a colorization model")
+    guided = arch in GUIDED_MODELS  # the handler export packs it with
     if guided and method is not None:
         raise ValueError("colorize: --method applies to the automatic (eccv16) model only")
     overrides = {k: v for k, v in (("size", size), ("method", method)) if v is not None}

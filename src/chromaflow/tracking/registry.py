@@ -56,6 +56,7 @@ KINDS: dict[str, str] = {  # weights config name -> pyfunc kind (see the module 
     "lpips_2afc": "lpips",  # chromaflow train --task lpips output (save_weights of LPIPS + ranking net G)
     "splitbrain": "representation",
 }
+COLORIZING_KINDS = frozenset({"colorization", "guided"})  # kinds that colorize; "size" is their network input side
 REPRESENTATION_LAYER = "conv5"  # the split-brain layer the representation pyfunc pools (thesis ch. 5)
 LPIPS_EXAMPLE_SIZE = 64  # side of the LPIPS input example: above every backbone's minimum (alex: 31)
 
@@ -162,7 +163,7 @@ def _signature(kind: str = "colorization") -> Any:
 def _served_size(kind: str, name: str) -> int:
     """The network input side the archive of a colorization-kind model ``name`` is served with; for the other
     kinds, which ignore it, ``UNUSED_SIZE``."""
-    if kind not in ("colorization", "guided"):
+    if kind not in COLORIZING_KINDS:
         return UNUSED_SIZE
     from chromaflow.export.mar import served_settings
 
