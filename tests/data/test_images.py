@@ -117,3 +117,11 @@ def test_percentile_equals_numpy_linear(dtype, n):
     for q in (0.0, 1.0, 50.0, 99.0, 99.9, 100.0):
         ref = float(np.percentile(v, q))
         assert percentile(v, q) == pytest.approx(ref, rel=1e-6 if dtype == np.float32 else 1e-12, abs=1e-9)
+
+
+def test_too_large_names_the_size_and_the_limit(monkeypatch):
+    import chromaflow.data.images as images
+
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    assert images.too_large(None) is None and images.too_large(1000) is None
+    assert images.too_large(1001) == "file too large: 1001 bytes > 1000"

@@ -175,3 +175,13 @@ def test_guided_hints_from_a_json_file_reach_the_model(photos, tmp_path):
         colorize_files([src], tmp_path / "x", hints={"flat.png": red})
     with pytest.raises(ValueError, match="hints file"):
         colorize_files([src], tmp_path / "x", model="guided", hints=tmp_path / "missing.json")
+
+
+def test_a_file_over_the_size_limit_is_listed_not_read(photos, tmp_path, monkeypatch):
+    import chromaflow.data.images as images
+
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", (photos / "a.jpg").stat().st_size - 1)
+    m = colorize_files([photos / "a.jpg", photos / "trip" / "b.png"], tmp_path)
+    assert [Path(w["input"]).name for w in m["written"]] == ["b.png"]
+    assert [(Path(r["input"]).name, r["error"]) for r in m["rejected"]] == [("a.jpg", "unreadable")]
+    assert m["rejected"][0]["message"].startswith("file too large:")

@@ -34,6 +34,13 @@ SAMPLE_SIDE = 32  # pixel sample prepare uses for the gray check (chroma is a gl
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files are errors, never half-grey images
 
 
+def too_large(n_bytes: int | None) -> str | None:
+    """Why a file of ``n_bytes`` is refused before it is read into memory (``None``: it is not; unknown size)."""
+    if n_bytes is not None and n_bytes > MAX_FILE_BYTES:
+        return f"file too large: {n_bytes} bytes > {MAX_FILE_BYTES}"
+    return None
+
+
 def percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (its default "linear" method) of a non-empty array, by one sort.
 

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chromaflow.data.images import DEFAULT_MAX_PIXELS, MAX_FILE_BYTES, percentile, process_image
+from chromaflow.data.images import DEFAULT_MAX_PIXELS, percentile, process_image, too_large
 from chromaflow.data.sources import Entry, list_source
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.logs import progress
@@ -130,8 +130,9 @@ class _ShardWriter:
 
 def _read(entry: Entry) -> bytes | str:
     """The bytes of one file, or the reason it cannot be read."""
-    if entry.size is not None and entry.size > MAX_FILE_BYTES:
-        return f"file too large: {entry.size} bytes > {MAX_FILE_BYTES}"
+    why = too_large(entry.size)
+    if why:
+        return why
     try:
         return entry.fs.cat_file(entry.path)
     except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the step

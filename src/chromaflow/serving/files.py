@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chromaflow.data.images import MAX_FILE_BYTES
+from chromaflow.data.images import too_large
 from chromaflow.export.mar import GUIDED_MODELS, served_settings
 from chromaflow.io import read_json, write_bytes, write_json
 from chromaflow.logs import progress
@@ -170,9 +170,9 @@ def colorize_files(
             continue
         taken[target] = path
         try:
-            n_bytes = path.stat().st_size
-            if n_bytes > MAX_FILE_BYTES:
-                raise ValueError(f"file too large: {n_bytes} bytes > {MAX_FILE_BYTES}")
+            why = too_large(path.stat().st_size)
+            if why:
+                raise ValueError(why)
             data = path.read_bytes()
         except (OSError, ValueError) as exc:
             rejected.append(_rejection(path, 400, "unreadable", str(exc)))
