@@ -12,16 +12,23 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from chromaflow.color import ab_bins
+from chromaflow.color import ab_bins_numpy
 from chromaflow.color.palette import PALETTE_K, soften, suggest_palette
 
 N_CLICKS = 20
 N_SAMPLES = 25_000
 
 
+def sklearn_palette(probs: torch.Tensor, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The original GUI's suggestion at one pixel: ``N_SAMPLES`` ab draws from ``probs (Q,)`` (softened as ours),
+    scikit-learn KMeans with K = ``PALETTE_K``. Returns ``samples (N, 2)`` and ``centers (K, 2)`` in ab units."""
+    q = soften(probs).numpy()
+    samples = ab_bins_numpy()[rng.choice(len(q), N_SAMPLES, p=q / q.sum())]
+    return samples, KMeans(PALETTE_K, n_init=1, random_state=0).fit(samples).cluster_centers_
+
+
 def main() -> None:
     torch.manual_seed(0)
-    bins = ab_bins().double()
     dists = [torch.softmax(torch.randn(313, dtype=torch.float64) * 3, 0) for _ in range(N_CLICKS)]
     t0 = time.perf_counter()
     ours = [suggest_palette(p) for p in dists]
@@ -31,10 +38,8 @@ def main() -> None:
     t0 = time.perf_counter()
     costs = []
     for p, (c_ours, _) in zip(dists, ours, strict=True):
-        q = soften(p).numpy()
-        samples = bins.numpy()[rng.choice(313, N_SAMPLES, p=q / q.sum())]
-        ref = KMeans(PALETTE_K, n_init=1, random_state=0).fit(samples)
-        d_ref = ((samples[:, None] - ref.cluster_centers_[None]) ** 2).sum(-1).min(1).mean()
+        samples, centers = sklearn_palette(p, rng)
+        d_ref = ((samples[:, None] - centers[None]) ** 2).sum(-1).min(1).mean()
         d_ours = ((samples[:, None] - c_ours.numpy()[None]) ** 2).sum(-1).min(1).mean()
         costs.append(d_ours / d_ref)
     t_ref = (time.perf_counter() - t0) / N_CLICKS
