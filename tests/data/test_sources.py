@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 import zipfile
 
@@ -84,6 +85,29 @@ def test_memory_fs_and_fingerprint_changes_with_content():
     fs.pipe("/cf_src/c/3.jpg", b"5")
     assert list_source("memory://cf_src").fingerprint({"p": 1}) != fp
     fs.rm("/cf_src", recursive=True)
+
+
+def test_fingerprint_names_the_content_not_the_spelling_of_its_location(tmp_path, monkeypatch):
+    """The same files reached by a relative path, an absolute one, a copy elsewhere or inside a zip at another
+    path fingerprint alike (the card's data hash reproduces from its command); one changed byte does not."""
+    src = tmp_path / "shared" / "photos"
+    (src / "cats").mkdir(parents=True)
+    (src / "cats" / "1.jpg").write_bytes(b"12")
+    (src / "2.jpg").write_bytes(b"34")
+    monkeypatch.chdir(tmp_path / "shared")
+    fp = list_source(str(src)).fingerprint({"p": 1})
+    assert list_source("photos").fingerprint({"p": 1}) == fp
+    assert list_source("./photos/").fingerprint({"p": 1}) == fp
+    shutil.copytree(src, tmp_path / "elsewhere")
+    assert list_source(str(tmp_path / "elsewhere")).fingerprint({"p": 1}) == fp
+    for where in (tmp_path / "a.zip", tmp_path / "shared" / "b.zip"):
+        with zipfile.ZipFile(where, "w") as zf:
+            for f in sorted(src.rglob("*.jpg")):
+                zf.write(f, f.relative_to(src).as_posix())
+    zipped = list_source(f"zip://::{tmp_path / 'a.zip'}").fingerprint({"p": 1})
+    assert list_source("zip://::b.zip").fingerprint({"p": 1}) == zipped
+    (tmp_path / "elsewhere" / "2.jpg").write_bytes(b"35")
+    assert list_source(str(tmp_path / "elsewhere")).fingerprint({"p": 1}) != fp
 
 
 def test_file_list_with_missing_entry(tmp_path):

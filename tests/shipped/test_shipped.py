@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -123,3 +124,24 @@ def test_committed_shipped_models_match_their_cards(name):
     assert card["command"] and card["code_commit"] and card["data_hash"]
     script = (S.weights_root() / name / S.REPRODUCE_SH).read_text().splitlines()
     assert script[-len(card["command"]) :] == card["command"]  # the one command runs the card's commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in S.weights_root().glob("*") if (p / S.CARD_JSON).is_file()))
+def test_committed_card_data_hash_reproduces_from_its_prepare_commands(name, tmp_path, monkeypatch):
+    """Running the card's own `chromaflow prepare` commands (into another folder) gives the data hash it records."""
+    from chromaflow.cli import main
+    from chromaflow.tracking.lineage import data_hash
+
+    card = json.loads((S.weights_root() / name / S.CARD_JSON).read_text())
+    monkeypatch.chdir(S.weights_root().parent)  # the commands' paths are relative to the repository root
+    outs = {}
+    for cmd in card["command"]:
+        argv = shlex.split(cmd)
+        if argv[:2] != ["chromaflow", "prepare"]:
+            continue
+        i = argv.index("--out") + 1
+        outs[argv[i]], argv[i] = tmp_path / argv[i], str(tmp_path / argv[i])
+        assert main(argv[1:]) == 0
+    data = [card["data"]] if isinstance(card["data"], str) else card["data"]
+    assert data_hash([outs[d] for d in data]) == card["data_hash"]

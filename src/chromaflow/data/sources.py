@@ -73,9 +73,13 @@ class Listing:
     unreadable: list[dict]  # [{path, reason}] for file-list entries that could not be opened
 
     def fingerprint(self, params: dict) -> str:
-        """sha1 over the listing (ids, sizes, change markers) and the parameters."""
+        """sha1 over the listing (ids relative to the source root, sizes, change markers) and the parameters.
+
+        The source's own location is left out: the same files reached as ``../shared/x.zip`` or
+        ``/work/shared/x.zip`` (another working directory, another machine) are the same data and get one
+        fingerprint, so the data hash a model card records is reproducible from its command."""
         h = hashlib.sha1()
-        h.update(json.dumps({"source": self.source, "params": params}, sort_keys=True).encode())
+        h.update(json.dumps({"params": params}, sort_keys=True).encode())
         for e in self.entries:
             h.update(f"\n{e.id}\t{e.size}\t{e.marker}".encode())
         for m in self.metadata:
