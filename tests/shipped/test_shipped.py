@@ -14,6 +14,8 @@ from chromaflow.io import write_json
 from chromaflow.models import create_model, save_weights
 from chromaflow.models import shipped as S
 
+COMMITTED = sorted(p.name for p in S.weights_root().glob("*") if (p / S.CARD_JSON).is_file())  # weights/<name>
+
 
 @pytest.fixture
 def train_dir(tmp_path):
@@ -116,7 +118,7 @@ def test_too_large_model_is_not_shipped(tmp_path):
     assert not (tmp_path / "w" / "big" / S.WEIGHTS_FILE).exists()
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in S.weights_root().glob("*") if (p / S.CARD_JSON).is_file()))
+@pytest.mark.parametrize("name", COMMITTED)
 def test_committed_shipped_models_match_their_cards(name):
     model, card = S.load_shipped(name)
     assert sum(p.numel() for p in model.parameters()) == card["n_params"]
@@ -127,7 +129,7 @@ def test_committed_shipped_models_match_their_cards(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(p.name for p in S.weights_root().glob("*") if (p / S.CARD_JSON).is_file()))
+@pytest.mark.parametrize("name", COMMITTED)
 def test_committed_card_data_hash_reproduces_from_its_prepare_commands(name, tmp_path, monkeypatch):
     """Running the card's own `chromaflow prepare` commands (into another folder) gives the data hash it records."""
     from chromaflow.cli import main
