@@ -11,6 +11,7 @@ import time
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from chromaflow.color import ab_bins_numpy
 from chromaflow.color.palette import PALETTE_K, soften, suggest_palette
@@ -29,6 +30,8 @@ def sklearn_palette(probs: torch.Tensor, rng: np.random.Generator) -> tuple[np.n
 
 def main() -> None:
     torch.manual_seed(0)
+    torch.set_num_threads(1)
+    threadpool_limits(1)  # sklearn's OpenMP too: both sides on one thread
     dists = [torch.softmax(torch.randn(313, dtype=torch.float64) * 3, 0) for _ in range(N_CLICKS)]
     t0 = time.perf_counter()
     ours = [suggest_palette(p) for p in dists]
