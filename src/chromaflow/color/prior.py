@@ -14,6 +14,7 @@ not byte-verified against the original file; sums to 1, peak 0.201 at ab = (0, 0
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib import resources
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from chromaflow import exact
 from chromaflow.color.constants import PRIOR_SIGMA, REBALANCE_LAMBDA, Q
 from chromaflow.color.gamut import ab_bins_numpy
 
@@ -69,22 +71,27 @@ def load_prior(path: str | os.PathLike | None = None) -> Tensor:
     return torch.as_tensor(arr / arr.sum(), dtype=torch.float64)
 
 
+@functools.lru_cache(maxsize=4)
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """``(Q, Q)`` float64: ``exp(-|c_q - c_j|^2 / (2 sigma^2))`` between bin centres (read-only)."""
+    c = ab_bins_numpy()
+    k = exact.exp(-((c[:, None, :] - c[None, :, :]) ** 2).sum(-1) / (2.0 * sigma**2))
+    k.flags.writeable = False
+    return k
+
+
 def smooth_prior(p: ArrayLike, sigma: float = PRIOR_SIGMA) -> ArrayLike:
     """Gaussian-smooth a prior over the bin centres: ``(Q,)`` -> ``(Q,)`` summing to 1 (float64).
 
     ``p~_q ∝ sum_j p_j exp(-|c_q - c_j|^2 / (2 sigma^2))``; ``sigma = 0`` returns ``p`` normalized.
-    Returns a numpy array for numpy input, a tensor (on ``p``'s device) for tensor input.
+    Returns a numpy array for numpy input, a tensor (on ``p``'s device) for tensor input. The same bits on
+    every machine (:mod:`chromaflow.exact`): the weights are a DVC-hashed output of ``chromaflow stats``.
     """
     arr = _as_prior(p)
     if sigma < 0:
         raise ValueError(f"sigma: expected >= 0, got {sigma!r}")
-    if sigma == 0:
-        out = arr
-    else:
-        c = ab_bins_numpy()
-        d2 = ((c[:, None, :] - c[None, :, :]) ** 2).sum(-1)
-        out = np.exp(-d2 / (2.0 * sigma**2)) @ arr
-    return _like(out / out.sum(), p)
+    out = arr if sigma == 0 else exact.dot(_gaussian_kernel(float(sigma)), arr)
+    return _like(out / exact.fsum(out), p)
 
 
 def rebalance_weights(p: ArrayLike, lam: float = REBALANCE_LAMBDA, sigma: float = PRIOR_SIGMA) -> ArrayLike:
@@ -100,4 +107,4 @@ def rebalance_weights(p: ArrayLike, lam: float = REBALANCE_LAMBDA, sigma: float 
     if (mix <= 0).any():
         raise ValueError(f"rebalance_weights: lam={lam} and the smoothed prior has zeros; weights would be infinite")
     w = 1.0 / mix
-    return _like(w / (ps * w).sum(), p)
+    return _like(w / exact.fsum(ps * w), p)

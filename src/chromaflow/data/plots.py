@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from chromaflow import exact  # noqa: E402
 from chromaflow.color.constants import AB_MIN, GRID, GRID_SIZE  # noqa: E402
 from chromaflow.io import atomic_path  # noqa: E402
 
@@ -26,8 +27,10 @@ def to_grid(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 def _log10(p: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.where(p > 0, np.log10(np.maximum(p, 1e-300)), np.nan)
+    """log10 where ``p > 0``, else NaN; the same bits on every CPU, so the PNG bytes DVC hashes are too."""
+    out = np.full(p.shape, np.nan)
+    out[p > 0] = exact.log(p[p > 0], base=10)
+    return out
 
 
 def _save(fig, path: str | os.PathLike) -> None:
