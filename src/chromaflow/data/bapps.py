@@ -42,6 +42,7 @@ from PIL import Image
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from chromaflow import exact
 from chromaflow.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ TWOAFC_DIRS = ("ref", "p0", "p1", "judge")
 JND_DIRS = ("p0", "p1", "same")
 PATCH = 64  # BAPPS patch size
 LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)  # graded distortion strengths of the proxy
-PROXY_VERSION = 1
+PROXY_VERSION = 2  # 2: no BLAS or CPU-dispatched exp/sin/cos, so the files are the same on every machine
 
 
 # ----------------------------------------------------------------------------------------------- reader
@@ -173,8 +174,18 @@ class JNDDataset(_BappsBase):
 # per-triplet parameter dict drawn once (so p0 and p1 differ only in strength), and returns HxWx3.
 
 
+# The output files are a DVC-hashed output, so nothing here may depend on the CPU: no BLAS (`@`, norms:
+# OpenBLAS picks kernels by CPU) and no numpy exp/sin/cos (their SIMD versions differ in the last bit).
 def _gray(x: np.ndarray) -> np.ndarray:
-    return (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    return (x[..., 0:1] * np.float32(0.299) + x[..., 1:2] * np.float32(0.587)) + x[..., 2:3] * np.float32(0.114)
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of HxWxC over H and W, as ``ndimage.gaussian_filter`` (radius 4 sigma, reflect)."""
+    r = int(4.0 * sigma + 0.5)
+    k = exact.exp(-0.5 / sigma**2 * np.arange(-r, r + 1, dtype=np.float64) ** 2)
+    k /= exact.fsum(k)
+    return ndimage.correlate1d(ndimage.correlate1d(x, k, axis=0, mode="reflect"), k, axis=1, mode="reflect")
 
 
 def _shift(x: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -206,7 +217,7 @@ DISTORTIONS: dict[str, tuple[str, Callable[[np.ndarray, float, dict], np.ndarray
     "uniform_noise": ("noise", lambda x, s, p: x + 0.25 * s * p["uniform"]),
     "pink_noise": ("noise", lambda x, s, p: x + 0.12 * s * p["pink"]),
     "checkerboard": ("noise", lambda x, s, p: x + 0.12 * s * p["checker"]),
-    "gaussian_blur": ("blur", lambda x, s, p: ndimage.gaussian_filter(x, (0.3 + 2.2 * s, 0.3 + 2.2 * s, 0))),
+    "gaussian_blur": ("blur", lambda x, s, p: _blur(x, 0.3 + 2.2 * s)),
     "shift": ("spatial", lambda x, s, p: _shift(x, *(4.0 * s * p["unit"]))),
     "rotation": (
         "spatial",
@@ -224,13 +235,13 @@ DISTORTIONS: dict[str, tuple[str, Callable[[np.ndarray, float, dict], np.ndarray
 
 
 def _params(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
-    ang = rng.uniform(0, 2 * np.pi)
+    g = rng.standard_normal(2)  # a uniform direction without sin/cos
     d = rng.standard_normal(3).astype(np.float32)
     yy, xx = np.indices(shape[:2])
     return {
         "sign": float(rng.choice([-1.0, 1.0])),
-        "dir": d / (np.linalg.norm(d) + 1e-8),
-        "unit": np.array([np.sin(ang), np.cos(ang)]),
+        "dir": d / (np.sqrt((d * d).sum()) + 1e-8),
+        "unit": g / np.sqrt((g * g).sum()),
         "normal": rng.standard_normal(shape).astype(np.float32),
         "uniform": rng.uniform(-1, 1, shape).astype(np.float32),
         "pink": _pink(shape, rng),
