@@ -42,9 +42,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from chromaflow.data.images import ImageRejected, accept_image, open_image
+from PIL import UnidentifiedImageError
+
+from chromaflow.data.images import ACCEPTED_FORMATS, ImageRejected, accept_image, open_image
 from chromaflow.data.sources import display_name, read_regular, walk_folder
 from chromaflow.export.mar import GUIDED_MODELS, served_settings
 from chromaflow.io import read_json, write_bytes, write_json
@@ -63,30 +65,40 @@ MANIFEST = "colorize.json"
 SUFFIX = {"png": ".png", "jpeg": ".jpg"}
 
 
+class InputFile(NamedTuple):
+    """One input: ``path`` as the user sees it (the folder given / its relative path, or the file named), ``name``
+    (the path relative to the folder given, or the file name: the output's name), ``source`` (what to open: a
+    regular file's own path, a followed link's target) and ``follow`` (the file was named itself: a link is
+    followed, as ``cat`` would; a folder's files are opened with ``O_NOFOLLOW``)."""
+
+    path: Path
+    name: Path
+    source: Path
+    follow: bool
+
+
 def list_inputs(
     inputs: Sequence[str | os.PathLike],
     skip: str | os.PathLike | None = None,
     *,
     follow_symlinks: bool = False,
-) -> tuple[list[tuple[Path, Path, bool]], list[tuple[Path, str]]]:
-    """``([(file, name, named)], [(path, reason)])``: every input file in order, and what was found but not taken.
-
-    ``name`` is the path relative to the folder given, or the file name; ``named``: the file was named itself
-    (read even through a link), not found in a folder (its ``file`` is a regular file's own path, never a link). Folders are walked recursively without
-    leaving them (:func:`chromaflow.data.sources.walk_folder`: links, fifos and devices are the second list;
-    hidden files and folders, and ``skip``, the output folder, are left out).
-    Raises ``FileNotFoundError`` naming an input that does not exist.
+) -> tuple[list[InputFile], list[tuple[Path, str]]]:
+    """``([InputFile], [(path, reason)])``: every input file in order, and what was found but not taken.
+    Folders are walked recursively without
+       leaving them (:func:`chromaflow.data.sources.walk_folder`: links, fifos and devices are the second list;
+       hidden files and folders, and ``skip``, the output folder, are left out).
+       Raises ``FileNotFoundError`` naming an input that does not exist.
     """
-    out: list[tuple[Path, Path, bool]] = []
+    out: list[InputFile] = []
     refused: list[tuple[Path, str]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
             files, rejected = walk_folder(path, follow_symlinks=follow_symlinks, skip_hidden=True, exclude=skip)
-            out += [(Path(f), Path(rel), False) for rel, f in files]
+            out += [InputFile(path / rel, Path(rel), Path(f), False) for rel, f in files]
             refused += [(path / r["path"], r["reason"]) for r in rejected]
         elif path.exists() or path.is_symlink():  # a file, or a fifo/device/broken link: read_regular says which
-            out.append((path, Path(path.name), True))
+            out.append(InputFile(path, Path(path.name), path, True))
         else:
             raise FileNotFoundError(f"colorize: input {path} does not exist")
     return out, refused
@@ -133,12 +145,17 @@ def _policy(data: bytes, max_pixels: int) -> tuple[bytes, list[str]]:
 
     Files the endpoint decodes as they are (PNG / JPEG / WebP needing no conversion) keep their bytes, so the
     endpoint's own decoding and limits apply; odd modes and formats are converted by the shared policy and sent
-    as a lossless PNG (alpha kept). A file PIL cannot open is sent as it is: the endpoint names its fault.
+    as a lossless PNG (alpha kept). A file in no accepted format is refused here (no other decoder is tried); one
+    that opens but fails later (a bomb, a corrupt header) is sent as it is: the endpoint names its fault.
     Raises ``ImageRejected`` (policy refusal) and ``OSError`` (pixels truncated or corrupt).
     """
     try:
         img = open_image(data, max_pixels)
-    except Exception:  # noqa: BLE001 - not an image, a bomb, a corrupt header: the endpoint's decoder says which
+    except UnidentifiedImageError:
+        raise ImageRejected(
+            "not_an_image", f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})"
+        ) from None
+    except Exception:  # noqa: BLE001 - a bomb, a corrupt header: the endpoint's decoder says which
         return data, []
     with img:
         converted, notes = accept_image(img, keep_alpha=True)
@@ -194,7 +211,7 @@ def colorize_files(
     files, refused = list_inputs(inputs, skip=out, follow_symlinks=follow_symlinks)
     if not files and not refused:
         raise ValueError(f"colorize: no files in {[str(p) for p in inputs]}")
-    by_name = _read_hints(hints, [display_name(name.as_posix()) for _, name, _ in files])
+    by_name = _read_hints(hints, [display_name(f.name.as_posix()) for f in files])
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"colorize: --out {out} is not a folder")
@@ -218,7 +235,7 @@ def colorize_files(
         "not_processed": [],
     }
     try:
-        for path, name, named in progress(files, total=len(files), desc="colorize"):
+        for path, name, source, follow in progress(files, total=len(files), desc="colorize"):
             target = out / name.parent / f"{Path(name.name).stem}{SUFFIX[output]}"
             if target in taken:
                 msg = f"output {display_name(str(target))} is already {display_name(str(taken[target]))}'s"
@@ -226,11 +243,11 @@ def colorize_files(
                 continue
             taken[target] = path
             hint = by_name.get(display_name(name.as_posix()))
-            done = _colorize_one(service, path, target, output, T, hint, named)
+            done = _colorize_one(service, path, source, follow, target, output, T, hint)
             (written if "output" in done else rejected).append(done)
     except BaseException:  # Ctrl-C or a crash: what is done is kept and listed, the rest is listed as not reached
         n_done = len(written) + len(rejected) - len(refused)
-        manifest["not_processed"] = [display_name(str(p)) for p, _, _ in files[n_done:]]
+        manifest["not_processed"] = [display_name(str(f.path)) for f in files[n_done:]]
         raise
     finally:
         write_json(out / MANIFEST, manifest)
@@ -242,23 +259,23 @@ def colorize_files(
 def _colorize_one(
     service: ColorizeService | GuidedService,
     path: Path,
+    source: Path,
+    follow: bool,
     target: Path,
     output: str,
     T: float | None,
     hints: list | None,
-    named: bool,
 ) -> dict[str, Any]:
-    """Colorize one file into ``target``: its ``written`` record (``{input, output[, notes]}``) or its rejection.
-
-    ``named``: the file was given by name (a link is followed), not found in a folder (never followed)."""
+    """Colorize ``source`` into ``target``: its ``written`` record (``{input: path, output[, notes]}``) or its
+    rejection (:class:`InputFile` says what ``path``, ``source`` and ``follow`` are)."""
     try:
-        data = read_regular(path, follow_symlinks=named)
+        data = read_regular(source, follow_symlinks=follow)
     except (OSError, ValueError) as exc:
         return _rejection(path, 400, "unreadable", str(exc))
     try:
         data, notes = _policy(data, service.config.max_pixels)
     except ImageRejected as exc:
-        return _rejection(path, 415, exc.kind, exc.reason)
+        return _rejection(path, 400 if exc.kind == "not_an_image" else 415, exc.kind, exc.reason)
     except (OSError, SyntaxError, EOFError) as exc:
         return _rejection(path, 400, "truncated_image", f"the image is truncated or corrupt ({exc})")
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
