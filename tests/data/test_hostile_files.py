@@ -5,7 +5,6 @@ Every file found is either ingested or listed as rejected with its reason; nothi
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import io
 import json
@@ -17,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from tests.data.conftest import colorful, encode
+from tests.data.conftest import colorful, encode, odd_modes
 
 from chromaflow.data.images import accept_image, open_image, process_image
 from chromaflow.data.prepare import prepare
@@ -37,26 +36,6 @@ def _ids(out: Path) -> dict[str, bytes]:
 
 def _pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-@pytest.fixture
-def opened(monkeypatch) -> list[str]:
-    """Real paths of every file opened (os.open and open) while the test runs."""
-    seen: list[str] = []
-    real_os_open, real_open = os.open, builtins.open
-
-    def os_open(path, *a, **kw):
-        seen.append(os.path.realpath(path))
-        return real_os_open(path, *a, **kw)
-
-    def open_(file, *a, **kw):
-        if isinstance(file, str | bytes | os.PathLike):
-            seen.append(os.path.realpath(file))
-        return real_open(file, *a, **kw)
-
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", open_)
-    return seen
 
 
 def test_a_non_utf8_name_is_ingested_with_its_bytes_escaped_in_the_id(tmp_path):
@@ -188,27 +167,6 @@ def test_prepare_cli_exit_codes(tmp_path, capsys):
 
 
 # --- the shared accept/convert policy, on files made here with PIL ------------------------------------------
-
-
-def odd_modes() -> dict[str, bytes]:
-    """name -> bytes of each awkward kind, with a known expected 8-bit result."""
-    ramp16 = np.tile(np.linspace(0, 65535, 64), (16, 1)).astype(np.uint16)
-    ramp_f = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (16, 1))
-    nan_f = ramp_f.copy()
-    nan_f[3, 3] = np.nan
-    cmyk = Image.new("CMYK", (32, 16), (255, 0, 0, 0))  # pure cyan
-    frames = [Image.new("RGB", (20, 10), c) for c in ((230, 20, 20), (20, 20, 230))]
-    gif = io.BytesIO()
-    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=50)
-    return {
-        "cmyk.jpg": encode(cmyk, "JPEG", quality=95),
-        "gray16.png": encode(Image.fromarray(ramp16), "PNG"),
-        "anim.gif": gif.getvalue(),
-        "float.tif": encode(Image.fromarray(ramp_f, "F"), "TIFF"),
-        "nan.tif": encode(Image.fromarray(nan_f, "F"), "TIFF"),
-        "rgb.bmp": encode(colorful(32, 16), "BMP"),
-        "targa.tga": encode(colorful(32, 16), "TGA"),  # a PIL format outside ACCEPTED_FORMATS
-    }
 
 
 def test_the_policy_on_odd_modes_against_independent_values():

@@ -4,7 +4,6 @@ reason, or listed as not processed, and ``colorize.json`` is always there."""
 
 from __future__ import annotations
 
-import builtins
 import json
 import logging
 import os
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage.color import rgb2lab
-from tests.data.test_hostile_files import odd_modes
+from tests.data.conftest import odd_modes
 from tests.serving.conftest import encode, random_rgb
 
 from chromaflow.cli import main
@@ -25,26 +24,6 @@ NON_UTF8 = os.fsdecode(b"caf\xe9.png")
 
 def manifest(out: Path) -> dict:
     return json.loads((out / MANIFEST).read_bytes().decode("utf-8"))
-
-
-@pytest.fixture
-def opened(monkeypatch) -> list[str]:
-    """Real paths of every file opened (os.open and open) while the test runs."""
-    seen: list[str] = []
-    real_os_open, real_open = os.open, builtins.open
-
-    def os_open(path, *a, **kw):
-        seen.append(os.path.realpath(path))
-        return real_os_open(path, *a, **kw)
-
-    def open_(file, *a, **kw):
-        if isinstance(file, str | bytes | os.PathLike):
-            seen.append(os.path.realpath(file))
-        return real_open(file, *a, **kw)
-
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", open_)
-    return seen
 
 
 @pytest.fixture
