@@ -138,6 +138,18 @@ def test_follow_symlinks_follows_links_that_stay_inside_the_root_only(linked, tm
     assert [p for p in opened if p.startswith("/etc") or "outside" in p] == []
 
 
+@pytest.mark.timeout(60)
+def test_a_file_list_names_its_files_a_link_it_names_is_read_a_fifo_is_not(linked, tmp_path):
+    """A ``.txt`` list names each file, like a command line: a link it names is what was asked for."""
+    lst = tmp_path / "list.txt"
+    lst.write_text("src/out.png\nsrc/a.png\nsrc/fifo.png\n")
+    m = prepare(str(lst), tmp_path / "out", workers=1, val_fraction=0.0)
+    rows = _ids(tmp_path / "out")
+    assert sorted(rows) == ["a.png", "out.png"]
+    assert np.array_equal(_pixels(rows["out.png"]), np.asarray(colorful(seed=9)))
+    assert [(r["path"], "not a regular file" in r["reason"]) for r in m["rejected"]] == [("src/fifo.png", True)]
+
+
 def test_names_with_newlines_are_escaped_in_the_log(tmp_path, caplog):
     src = tmp_path / "src"
     src.mkdir()

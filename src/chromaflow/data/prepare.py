@@ -12,7 +12,8 @@ Split: the source's own ``train/ val/ test/`` folders when present (test -> val)
 ``sha1(id)`` as a number in [0, 1) below ``val_fraction`` goes to val. Gray: single-channel sources, or
 RGB images whose 99th percentile of chroma ``sqrt(a^2 + b^2)`` (over a pixel sample) is below
 ``gray_chroma`` (2.0 by default; JPEG noise on gray photos stays under ~1). Gray images are kept with
-``has_color=False`` and listed in the manifest. Per-file policy for odd inputs: ``chromaflow.data.images``.
+``has_color=False`` and listed in the manifest. Per-file policy for odd inputs: ``chromaflow.data.images``; for
+links, fifos, devices and names that are not UTF-8: ``chromaflow.data.sources``.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _read(entry: Entry) -> bytes | str:
         return why
     try:
         if isinstance(entry.fs, LocalFileSystem):  # a regular file only, even if swapped since it was listed
-            return read_regular(entry.path)
+            return read_regular(entry.path, follow_symlinks=entry.follow)
         return entry.fs.cat_file(entry.path)
     except ValueError as exc:
         return str(exc)

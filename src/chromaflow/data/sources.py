@@ -31,6 +31,7 @@ escaped (``caf\\xe9.jpg``, see :func:`display_name`) and its image is ingested; 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,6 +72,7 @@ class Entry:
     label: str | None
     split: str | None  # "train" | "val" when the layout gives it, else None
     raw_id: bytes | None = None  # the id's bytes when the name is not UTF-8 (``id`` then escapes them)
+    follow: bool = False  # read through a link: a file list names it; a folder's files are opened O_NOFOLLOW
 
 
 @dataclass
@@ -393,10 +395,10 @@ def _list_file_list(source: str) -> Listing:
     for _line, fs, path, info in sorted(items, key=lambda t: t[2]):
         rel = posixpath.relpath(path, common) if common else path.lstrip("/")
         split, label = infer_split_label(rel)
-        out.append(Entry(rel, fs, path, info.get("size"), _marker(info), label, split))
+        out.append(Entry(rel, fs, path, info.get("size"), _marker(info), label, split, follow=True))
     ids = [e.id for e in out]
     if len(set(ids)) != len(ids):  # same relative path from two filesystems: fall back to full URLs
-        out = [Entry(e.fs.unstrip_protocol(e.path), e.fs, e.path, e.size, e.marker, e.label, e.split) for e in out]
+        out = [dataclasses.replace(e, id=e.fs.unstrip_protocol(e.path)) for e in out]
     return Listing(source, out, [], unreadable)
 
 

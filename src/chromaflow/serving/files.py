@@ -359,5 +359,5 @@ def main(args: argparse.Namespace) -> int:
         log.error("colorize failed: %s", printable(exc))
         return 2
     n_ok, n_bad = len(manifest["written"]), len(manifest["rejected"])
-    print(f"{n_ok} colorized, {n_bad} rejected -> {args.out} ({MANIFEST} lists both)")
+    print(f"{n_ok} colorized, {n_bad} rejected -> {printable(args.out)} ({MANIFEST} lists both)")
     return 1 if n_bad else 0
