@@ -6,6 +6,7 @@ tests through a server already running instead."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import socket
@@ -120,3 +121,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    """Real paths of every file opened (``os.open`` and ``open``) while the test runs: what a step read."""
+    seen: list[str] = []
+    real_os_open, real_open = os.open, builtins.open
+
+    def os_open(path, *a, **kw):
+        seen.append(os.path.realpath(path))
+        return real_os_open(path, *a, **kw)
+
+    def open_(file, *a, **kw):
+        if isinstance(file, str | bytes | os.PathLike):
+            seen.append(os.path.realpath(file))
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    return seen

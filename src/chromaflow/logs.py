@@ -43,3 +43,22 @@ def progress(it: Iterable[T], *, total: int | None = None, desc: str = "", every
             of = f"/{total}" if total else ""
             log.info("%s: %d%s done, %.1f/s", desc, n, of, n / (now - start))
     log.info("%s: %d done in %.1fs", desc, n, time.monotonic() - start)
+
+
+def printable(name: object) -> str:
+    """``name`` (a str, bytes or path) safe to put in one log line: control characters (newline, CR, ESC...),
+    other non-printable characters (U+2028, lone surrogates of undecodable bytes) become ``\\n`` / ``\\x1b`` /
+    ``\\udce9`` escapes, so a file name cannot forge or hide a log line. Printable text, non-ASCII included,
+    is kept as is.
+
+    >>> printable("a\\nb.png"), printable(b"caf\\xe9.jpg"), printable("café.jpg")
+    ('a\\\\nb.png', 'caf\\\\udce9.jpg', 'café.jpg')
+    """
+    import os
+
+    text = os.fsdecode(name) if isinstance(name, bytes | os.PathLike) else str(name)
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text
+    )

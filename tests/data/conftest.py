@@ -81,6 +81,27 @@ def odd_files() -> dict[str, bytes]:
     }
 
 
+def odd_modes() -> dict[str, bytes]:
+    """name -> bytes of each awkward kind, with a known expected 8-bit result."""
+    ramp16 = np.tile(np.linspace(0, 65535, 64), (16, 1)).astype(np.uint16)
+    ramp_f = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (16, 1))
+    nan_f = ramp_f.copy()
+    nan_f[3, 3] = np.nan
+    cmyk = Image.new("CMYK", (32, 16), (255, 0, 0, 0))  # pure cyan
+    frames = [Image.new("RGB", (20, 10), c) for c in ((230, 20, 20), (20, 20, 230))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    return {
+        "cmyk.jpg": encode(cmyk, "JPEG", quality=95),
+        "gray16.png": encode(Image.fromarray(ramp16), "PNG"),
+        "anim.gif": gif.getvalue(),
+        "float.tif": encode(Image.fromarray(ramp_f, "F"), "TIFF"),
+        "nan.tif": encode(Image.fromarray(nan_f, "F"), "TIFF"),
+        "rgb.bmp": encode(colorful(32, 16), "BMP"),
+        "targa.tga": encode(colorful(32, 16), "TGA"),  # a PIL format outside ACCEPTED_FORMATS
+    }
+
+
 @pytest.fixture
 def odd_dir(tmp_path: Path) -> Path:
     root = tmp_path / "src"

@@ -12,7 +12,8 @@ Split: the source's own ``train/ val/ test/`` folders when present (test -> val)
 ``sha1(id)`` as a number in [0, 1) below ``val_fraction`` goes to val. Gray: single-channel sources, or
 RGB images whose 99th percentile of chroma ``sqrt(a^2 + b^2)`` (over a pixel sample) is below
 ``gray_chroma`` (2.0 by default; JPEG noise on gray photos stays under ~1). Gray images are kept with
-``has_color=False`` and listed in the manifest. Per-file policy for odd inputs: ``chromaflow.data.images``.
+``has_color=False`` and listed in the manifest. Per-file policy for odd inputs: ``chromaflow.data.images``; for
+links, fifos, devices and names that are not UTF-8: ``chromaflow.data.sources``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from chromaflow.data.images import DEFAULT_MAX_PIXELS, percentile, process_image, too_large
-from chromaflow.data.sources import Entry, list_source
+from chromaflow.data.sources import Entry, list_source, read_regular
 from chromaflow.io import atomic_path, read_json, write_json
-from chromaflow.logs import progress
+from chromaflow.logs import printable, progress
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,11 @@ def _read(entry: Entry) -> bytes | str:
     if why:
         return why
     try:
+        if isinstance(entry.fs, LocalFileSystem):  # a regular file only, even if swapped since it was listed
+            return read_regular(entry.path, follow_symlinks=entry.follow)
         return entry.fs.cat_file(entry.path)
+    except ValueError as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the step
         return f"unreadable: {type(exc).__name__}: {exc}"
 
@@ -164,12 +170,14 @@ def prepare(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     gray_chroma: float = GRAY_CHROMA,
+    follow_symlinks: bool = False,
 ) -> dict:
     """Ingest ``source`` into Parquet shards under ``out``; return the manifest (also ``out/manifest.json``).
 
     ``max_side``: longest side of stored images (px); ``val_fraction`` in [0, 1): hash-split share for
     sources without split folders; ``shard_rows``: rows per shard file; ``workers``: decode processes
-    (None: all cores, 1: no pool); ``max_pixels``: decompression-bomb limit. Raises ``ValueError`` when the
+    (None: all cores, 1: no pool); ``max_pixels``: decompression-bomb limit; ``follow_symlinks``: follow the
+    symbolic links of a local source folder that stay inside it (else they are rejected, listed). Raises ``ValueError`` when the
     source is empty or no file in it is a usable image.
     """
     if not isinstance(max_side, int) or max_side < 8:
@@ -189,11 +197,18 @@ def prepare(
         "gray_chroma": gray_chroma,
         "version": MANIFEST_VERSION,
     }
-    listing = list_source(source)
+    if follow_symlinks:  # only when set: the fingerprint and manifest of a default run stay what they were
+        params["follow_symlinks"] = True
+    listing = list_source(source, follow_symlinks=follow_symlinks)
     fingerprint = listing.fingerprint(params)
     done = _up_to_date(out, fingerprint)
     if done is not None:
-        log.info("prepare: %s is up to date with %s (fingerprint %s); nothing to do", out, source, fingerprint[:12])
+        log.info(
+            "prepare: %s is up to date with %s (fingerprint %s); nothing to do",
+            printable(out),
+            printable(source),
+            fingerprint[:12],
+        )
         return done
     entries = listing.entries
     if not entries and not listing.unreadable:
@@ -221,7 +236,7 @@ def prepare(
 
         pending = None
         # the pool decodes batch k+1 while this process gray-checks and writes batch k
-        for chunk in progress([*batches, None], total=len(batches) + 1, desc=f"prepare {source}"):
+        for chunk in progress([*batches, None], total=len(batches) + 1, desc=f"prepare {printable(source)}"):
             nxt = submit(chunk) if chunk is not None else None
             if pending is None:
                 pending = nxt
@@ -300,8 +315,10 @@ def prepare(
         counts["val"],
         counts["grayscale"],
         counts["rejected"],
-        out,
+        printable(out),
     )
+    for r in rejected:
+        log.warning("prepare: rejected %s: %s", printable(r["path"]), printable(r["reason"]))
     return manifest
 
 
@@ -313,6 +330,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-rows", type=int, default=2048, help="rows per Parquet shard")
     parser.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores; 1: no pool)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb pixel limit")
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symbolic links that stay inside the source folder (default: list them as rejected)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -325,9 +347,10 @@ def main(args: argparse.Namespace) -> int:
             shard_rows=args.shard_rows,
             workers=args.workers,
             max_pixels=args.max_pixels,
+            follow_symlinks=args.follow_symlinks,
         )
     except (ValueError, OSError) as exc:
-        log.error("prepare failed: %s", exc)
+        log.error("prepare failed: %s", printable(exc))
         return 2
     c = manifest["counts"]
     print(f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected")
