@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 
+from chromaflow.exact import use_portable_kernels
 from chromaflow.logs import setup_logging
 
 # step name -> (module, one-line help). One step = one library function = one CLI command.
@@ -41,6 +42,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for name, (module, help_) in STEPS.items():
         p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--portable-kernels", action="store_true",
+                       help="CPU float kernels that give the same bytes on every x86-64 machine (1 thread; slower)")  # fmt: skip
         if only == name:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
@@ -51,6 +54,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     step = next((a for a in argv if not a.startswith("-")), None)
+    if "--portable-kernels" in argv:  # before the step's module is imported: torch picks its kernels once
+        use_portable_kernels()
     parser = build_parser(only=step if step in STEPS else None)
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import decimal
 import math
+import os
 
 import numpy as np
 
-__all__ = ["fsum", "dot", "exp", "log", "corr"]
+__all__ = ["fsum", "dot", "exp", "log", "corr", "use_portable_kernels"]
+
+# torch's kernels for CPU floats: baseline ATen (no AVX2/AVX-512 variants), oneDNN capped at SSE4.1, MKL in
+# its conditional-numerical-reproducibility mode; each is read when its library first runs, not at import.
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
 
 _CTX = decimal.Context(prec=40)
 
@@ -70,3 +75,17 @@ def corr(x: np.ndarray, y: np.ndarray) -> float:
     dx, dy = x - fsum(x) / x.size, y - fsum(y) / y.size
     den = math.sqrt(fsum(dx * dx) * fsum(dy * dy))
     return fsum(dx * dy) / den if den > 0 else math.nan
+
+
+def use_portable_kernels() -> None:
+    """Run torch's CPU float kernels so that training and evaluation give the same bytes on every x86-64
+    machine: :data:`PORTABLE_KERNELS` and one thread (a reduction split over threads sums in another
+    order). For CPU-small runs whose outputs DVC hashes (``chromaflow <step> --portable-kernels``); slower
+    for big models. Call before the first torch operation; raises ``RuntimeError`` when it is too late.
+    """
+    os.environ.update(PORTABLE_KERNELS)
+    import torch
+
+    torch.set_num_threads(1)
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        raise RuntimeError("use_portable_kernels: torch already chose its CPU kernels; call it before any torch op")

@@ -1,10 +1,11 @@
-"""The data stages DVC hashes give the same bytes whatever the CPU's kernels and the thread count.
+"""The stages DVC hashes give the same bytes whatever the CPU's kernels and the thread count.
 
 A DVC remote cache is shared by laptops, CI and cluster nodes, so `prepare`, `stats` and `bapps` must not
 depend on the machine. This machine stands in for others by switching what chooses kernels by CPU:
 numpy's SIMD dispatch (`NPY_DISABLE_CPU_FEATURES`: baseline only), torch's (`ATEN_CPU_CAPABILITY`),
 oneDNN's and MKL's instruction sets, OpenBLAS's core type (which changed `stats.json` and `weights.npy`
-before the exact reductions of `chromaflow.exact`), and OpenMP threads 1 vs 2.
+before the exact reductions of `chromaflow.exact`), and OpenMP threads 1 vs 2. Training runs as DVC runs it,
+with `--portable-kernels` (without it, each of these switches changed the trained weights).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ prepare(f"{repo}/data/sample-cifar10", "cifar10", max_side=32, workers=1)
 build_proxy_bapps("bapps", [f"{repo}/data/sample/kodim01.jpg", f"{repo}/data/sample/kodim03.jpg"],
                   [f"{repo}/data/sample/skimage_astronaut.jpg"], n_train=60, n_val=20, n_jnd=20, seed=0)
 """
+TRAIN = ["train", "--task", "colorization", "--data", "prepared", "--prior", "stats", "--out", "train", "--width",
+         "0.0625", "--steps", "4", "--crop", "32", "--batch-size", "4", "--seed", "0", "--device", "cpu",
+         "--portable-kernels"]  # fmt: skip
 
 
 def _variants() -> dict[str, dict[str, str]]:
@@ -53,23 +57,25 @@ def _variants() -> dict[str, dict[str, str]]:
 
 
 def _file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    """relpath -> md5 of every file, but the clock's (``timing.json``, which no DVC stage lists)."""
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != "timing.json")
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
 
 
 def _run(repo: Path, out: Path, env_over: dict[str, str]) -> dict[str, str]:
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "NPY_", "ATEN_", "MKL_", "ONEDNN_"))}
     env.update(env_over)
-    r = subprocess.run([sys.executable, "-c", STAGES, str(repo), str(out)], env=env, capture_output=True, text=True,
-                       timeout=300)  # fmt: skip
-    assert r.returncode == 0, f"data stages failed under {env_over}:\n{r.stderr[-3000:]}"
+    for cmd in ([sys.executable, "-c", STAGES, str(repo), str(out)], [sys.executable, "-m", "chromaflow.cli", *TRAIN]):
+        r = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{cmd[2]} failed under {env_over}:\n{r.stderr[-3000:]}"
     return _file_hashes(out)
 
 
-def test_data_stage_outputs_are_identical_across_cpu_kernels_and_threads(repo_root, tmp_path):
+def test_stage_outputs_are_identical_across_cpu_kernels_and_threads(repo_root, tmp_path):
     runs = {name: _run(repo_root, tmp_path / str(i), env) for i, (name, env) in enumerate(_variants().items())}
     (ref_name, ref), *others = runs.items()
-    assert any(f.startswith("stats/") for f in ref) and any(f.startswith("bapps/") for f in ref)
+    assert {f.split("/")[0] for f in ref} >= {"prepared", "stats", "cifar10", "bapps", "train"}
     for name, got in others:
         assert got.keys() == ref.keys(), f"{name}: other files than {ref_name}: {sorted(got.keys() ^ ref.keys())}"
         differ = sorted(f for f in ref if got[f] != ref[f])
