@@ -102,7 +102,8 @@ TRAIN_KEYS = ("step", "final_loss", "first_loss", "wall_s", "images_per_s", "val
 
 
 def _segments(train_dirs: Sequence[str | os.PathLike], name: str) -> list[dict[str, Any]]:
-    """The ``metrics.json`` of each training segment (in order), with its folder; errors name the folder."""
+    """The ``metrics.json`` (+ ``timing.json``) of each training segment, in order, with its folder; errors name
+    the folder."""
     if not train_dirs:
         raise ValueError(f"ship {name}: no training folder given")
     out = []
@@ -111,6 +112,8 @@ def _segments(train_dirs: Sequence[str | os.PathLike], name: str) -> list[dict[s
             if not p.is_file():
                 raise FileNotFoundError(f"ship {name}: {p} not found (is {d} a finished training run?)")
         m = io.read_json(d / "metrics.json")
+        if (d / "timing.json").is_file():  # runs since the clock left metrics.json
+            m |= io.read_json(d / "timing.json")
         out.append({"dir": str(d), **{k: m.get(k) for k in TRAIN_KEYS}})
     return out
 

@@ -13,7 +13,8 @@ What it does for any :class:`Task`:
   (params at start, losses every ``log_every`` steps, final metrics and artifacts);
 - writes ``<out>/checkpoint.pt`` (resume state, read back with ``weights_only=True``),
   ``<out>/model.safetensors`` (:func:`chromaflow.models.save_weights`), ``<out>/metrics.json``,
-  ``<out>/history.csv``; all atomically. Re-running a finished run with the same settings is a no-op.
+  ``<out>/history.csv`` (results only, so the same run gives the same bytes anywhere: DVC hashes them) and
+  ``<out>/timing.json`` (wall time, images/s); all atomically. Re-running a finished run is a no-op.
 
 Batch semantics: ``batch_size`` is the GLOBAL batch of one optimizer step; each of the ``world``
 processes runs ``grad_accum`` micro-batches of ``batch_size / (world * grad_accum)`` samples.
@@ -53,6 +54,7 @@ from chromaflow.train import distributed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+TIMING_FILE = "timing.json"  # the clock's numbers, kept out of metrics.json and history (hashed by DVC)
 SCHEDULES = ("constant", "cosine", "step")
 AMP_MODES = ("auto", "bf16", "off")
 
@@ -305,7 +307,8 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
         prev = read_json(done)
         if prev.get("fingerprint") == fingerprint and prev.get("step") == cfg.steps:
             log.info("%s: finished run with the same settings found (fingerprint %s): nothing to do", out, fingerprint)
-            return prev
+            timing = out / TIMING_FILE
+            return {**prev, **(read_json(timing) if timing.is_file() else {})}
 
     world, dev = info.world, info.device
     if cfg.batch_size % (world * cfg.grad_accum):
@@ -463,7 +466,7 @@ def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loa
         scheduler.step()
         now = time.perf_counter()
         t_first = t_first or now
-        history.append({"step": step + 1, "loss": loss_val, "lr": lr, "time_s": now - t_start, **extras})
+        history.append({"step": step + 1, "loss": loss_val, "lr": lr, **extras})  # no clock: a hashed output
         if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
             tracking.log_metrics({"loss": loss_val, "lr": lr, **extras}, step=step + 1)
             log.debug("step %d loss %.4f lr %.3g", step + 1, loss_val, lr)
@@ -490,15 +493,16 @@ def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loa
         "n_params": n_params,
         "first_loss": history[0]["loss"] if history else None,
         "final_loss": float(np.mean([h["loss"] for h in history[-10:]])) if history else None,
-        "wall_s": wall,
-        "images_per_s": cfg.batch_size * timed / (t_end - t_first) if timed and t_first else None,
         **val_metrics,
     }
+    timing = {"wall_s": wall, "images_per_s": cfg.batch_size * timed / (t_end - t_first) if timed and t_first else None}
     if info.is_main:
         metrics["model_sha256"] = save_weights(raw_model, out / "model.safetensors")
         write_json(out / "metrics.json", metrics)
+        write_json(out / TIMING_FILE, timing)
+        metrics |= timing
         tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=end)
-        for name in ("model.safetensors", "metrics.json", "history.csv"):
+        for name in ("model.safetensors", "metrics.json", TIMING_FILE, "history.csv"):
             tracking.log_artifact(out / name)
         log.info("%s: done, final loss %.4f; outputs in %s", task.name, metrics["final_loss"], out)
     return metrics
