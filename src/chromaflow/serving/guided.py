@@ -257,7 +257,7 @@ def json_body(req: Any) -> dict[str, Any]:
     a body of another content type, 400 when it does not parse or is not an object."""
     body = req.body
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if isinstance(body, bytes | bytearray | str) and len(body) and ctype and ctype != JSON_CONTENT_TYPE:
+    if ctype and ctype != JSON_CONTENT_TYPE and not isinstance(body, Mapping):
         raise RequestError(415, "unsupported_content_type", f"content type {shown(ctype)}: send application/json")
     return json_object(body)
 

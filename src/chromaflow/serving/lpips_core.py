@@ -100,7 +100,7 @@ def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
 def _json_body(req: Request) -> dict[str, Any]:
     body = req.body
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if isinstance(body, bytes | bytearray | str) and len(body) and ctype and ctype != JSON_CONTENT_TYPE:
+    if ctype and ctype != JSON_CONTENT_TYPE and not isinstance(body, Mapping):
         raise RequestError(415, "unsupported_content_type", f"content type {shown(ctype)}: send application/json "
                            'with {"image0": base64, "image1": base64}')  # fmt: skip
     return json_object(body, 'the JSON body {"image0": base64, "image1": base64}')

@@ -217,17 +217,17 @@ def image_bytes(req: Request) -> bytes:
     """
     ctype = media_type(req.content_type)
     body = req.body
-    if body is None or (isinstance(body, bytes | bytearray | str | dict) and len(body) == 0):
-        raise RequestError(400, "empty_body", "the request body is empty: send the image bytes as the body")
-    if ctype == JSON_CONTENT_TYPE or not isinstance(body, bytes | bytearray | str):
-        return _image_from_json(body)  # a JSON body, or a value a server parsed from one
-    if ctype is not None and ctype not in IMAGE_CONTENT_TYPES:
+    if ctype is not None and ctype != JSON_CONTENT_TYPE and ctype not in IMAGE_CONTENT_TYPES:
         raise RequestError(
             415,
             "unsupported_content_type",
             f"content type {shown(ctype)} is not accepted; send image/png, image/jpeg or image/webp "
             "(or application/json with a base64 'image' field)",
         )
+    if body is None or (isinstance(body, bytes | bytearray | str | dict) and len(body) == 0):
+        raise RequestError(400, "empty_body", "the request body is empty: send the image bytes as the body")
+    if ctype == JSON_CONTENT_TYPE or not isinstance(body, bytes | bytearray | str):
+        return _image_from_json(body)  # a JSON body, or a value a server parsed from one
     if isinstance(body, str):  # a server decoded a text/* body for us; ctype was not an image type
         body = body.encode("utf-8", "surrogateescape")
     return bytes(body)

@@ -283,7 +283,8 @@ class ColorizeService(ModelService):
         return responses  # type: ignore[return-value]
 
     def _parse(self, req: Request) -> tuple[DecodedImage, Options]:
-        if media_type(req.content_type) == JSON_CONTENT_TYPE or not isinstance(req.body, bytes | bytearray | str):
+        json_typed = media_type(req.content_type) == JSON_CONTENT_TYPE
+        if req.body is not None and (json_typed or not isinstance(req.body, bytes | bytearray | str)):
             req = replace(req, body=json_object(req.body))  # once, bounded; options may sit in the JSON object
         opts = parse_options(req)
         return decode_image(req, max_pixels=self.config.max_pixels), opts
