@@ -360,9 +360,7 @@ def start_server(
     cmd += ["--python", sys.executable, "-f", str(conf), "-s", str(store), "-ncs"]
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
-    # TS_DECODE_INPUT_REQUEST=false: the worker hands JSON bodies over as bytes, so the handlers bound their depth
-    # and size before parsing (chromaflow.serving.request.json_object) instead of TorchServe's json.loads.
-    env = {**os.environ, "LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs), "TS_DECODE_INPUT_REQUEST": "false"}
+    env = {**os.environ, "LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs)}
     for var in ("TS_CONFIG_FILE", "TS_DISABLE_TOKEN_AUTHORIZATION"):
         env.pop(var, None)
     out = open(logs / "torchserve.out", "ab")  # noqa: SIM115 - handed to the child, closed below
