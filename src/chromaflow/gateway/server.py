@@ -100,7 +100,8 @@ class GatewayConfig:
     URL, used to renew the inference key (``None``: no renewal); ``models``: endpoint -> TorchServe model name
     (``None`` or absent: not served); ``max_body``: largest accepted request in bytes; ``allowed_hosts`` /
     ``allowed_origins``: accepted besides the gateway's own loopback names (``host:port`` / ``scheme://host:port``);
-    ``read_timeout_s``, ``max_connections``: see the module docstring."""
+    ``read_timeout_s``, ``max_connections``: see the module docstring; ``renew_margin_s``: how long before its
+    expiry the inference key is renewed."""
 
     upstream: str
     key_file: Path | None = None
@@ -112,6 +113,7 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] = ()
     read_timeout_s: float = READ_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
+    renew_margin_s: float = RENEW_MARGIN_S
 
     def _keys(self) -> dict[str, Any]:
         if self.key_file is None:
@@ -164,16 +166,16 @@ class GatewayConfig:
 
 
 def _renew_loop(config: GatewayConfig, stop: threading.Event) -> None:
-    """Renew the inference key ``RENEW_MARGIN_S`` (at most half its lifetime) before it expires."""
+    """Renew the inference key ``config.renew_margin_s`` before it expires (checked at least hourly)."""
     while not stop.is_set():
         expiry = config.token_expiry()
         wait = 60.0
         if expiry is not None:
             left = expiry - time.time()
-            if left <= RENEW_MARGIN_S:
+            if left <= config.renew_margin_s:
                 config.renew_token()
             else:
-                wait = min(3600.0, left - RENEW_MARGIN_S)
+                wait = min(3600.0, left - config.renew_margin_s)
         stop.wait(wait)
 
 
@@ -355,6 +357,8 @@ class _BoundedServer(ThreadingHTTPServer):
     (the accept loop never blocks on a full pool)."""
 
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of connections is accepted (then served or refused), not
+    # left in SYN retries for seconds
 
     def __init__(self, address: tuple[str, int], config: GatewayConfig) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
