@@ -180,8 +180,10 @@ def _renew_loop(config: GatewayConfig, stop: threading.Event) -> None:
 
 
 def _invalid_key(status: int, text: str) -> bool:
-    """TorchServe 0.12 refuses a stale or wrong key with 400 (docs: 401) naming the token check."""
-    return status in (400, 401) and ("Token Authorization failed" in text or "InvalidKeyException" in text)
+    """TorchServe 0.12 refuses a stale or wrong key with 400 (docs: 401): 'Token Authorization failed. Token either
+    incorrect, expired, ...' (an expired key answers the same)."""
+    markers = ("Token Authorization failed", "Token Authentication failed", "InvalidKeyException")
+    return status in (400, 401) and any(m in text for m in markers)
 
 
 class _DeadlineReader(io.RawIOBase):
