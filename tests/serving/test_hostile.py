@@ -174,3 +174,29 @@ def test_flat_12mp_png_costs_seconds_and_megabytes_not_gigabytes():
     size, status, seconds, peak_mb = out.stdout.split()
     assert int(size) < 50_000 and status == "200"
     assert float(seconds) < FLAT_LIMIT_S and float(peak_mb) < FLAT_LIMIT_MB, out.stdout
+
+
+LIMIT_SCRIPT = """
+import re, sys, torch
+sys.path.insert(0, {repo!r})
+torch.set_num_threads(1)
+from tests.serving.conftest import encode, flat_png, random_rgb, tiny_model
+from chromaflow.serving import ColorizeService, Request
+from chromaflow.serving.torchserve import limit_worker_memory
+svc = ColorizeService(tiny_model(), {{"size": 64, "num_threads": 1}})
+small = Request(encode(random_rgb(30, 40)), "image/png")
+alone = svc.handle([small])[0].body
+big = Request(flat_png(), "image/png")
+data_mb = int(re.search(r"VmData:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) // 1024
+limit_worker_memory(data_mb + 120)  # room for small photos, not for a 12 MP one (~250 MB)
+out = svc.handle([small, big, small])
+print([r.status for r in out], out[0].body == alone and out[2].body == alone, out[1].json()["error"])
+"""
+
+
+def test_worker_memory_limit_fails_the_big_request_alone():
+    out = subprocess.run(
+        [sys.executable, "-c", LIMIT_SCRIPT.format(repo=str(REPO))], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "[200, 500, 200] True internal_error", out.stdout + out.stderr[-1500:]

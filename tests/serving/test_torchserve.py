@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -203,8 +204,6 @@ def _worker_pids(server) -> list[int]:
 
 
 def _mem_mb(pid: int, key: str) -> float:
-    import re
-
     return int(re.search(rf"{key}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
 
 
@@ -212,6 +211,8 @@ def test_flat_12mp_png_costs_seconds_not_minutes_on_the_server(server):
     """A 42 KB PNG of 12.0 MP (just under max_pixels): bounded time, and the worker's memory grows by MBs."""
     body = flat_png()
     (worker,) = _worker_pids(server)
+    limits = Path(f"/proc/{worker}/limits").read_text()
+    assert re.search(rf"Max data size\s+{4096 << 20}\s", limits)  # handler.max_memory_mb of model-config.yaml
     before = _mem_mb(worker, "VmRSS")
     t = time.perf_counter()
     r = post(server, body)
