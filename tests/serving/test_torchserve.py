@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import time
@@ -221,3 +222,10 @@ def test_flat_12mp_png_costs_seconds_not_minutes_on_the_server(server):
     assert Image.open(io.BytesIO(r.content)).size == (4240, 2830)
     assert seconds < FLAT_LIMIT_S + 2.0  # + the HTTP round trip of a 12 MP PNG; measured ~2-3 s (was 18.7 s)
     assert _mem_mb(worker, "VmHWM") - before < FLAT_LIMIT_MB
+
+
+def test_json_body_with_options_still_works_unparsed_by_torchserve(server):
+    """decode_input_request=false: the handler parses the JSON body itself, options inside it included."""
+    img = base64.b64encode(encode(random_rgb(10, 12))).decode()
+    r = post(server, json.dumps({"image": img, "T": 0.3, "format": "json"}).encode(), "application/json")
+    assert r.status_code == 200 and r.json()["T"] == 0.3 and r.json()["width"] == 12
