@@ -8,6 +8,14 @@ mixed order. For each server (batching on: serving/model-config.yaml's batchSize
 off: batchSize 1) and each concurrency (1, 8, 32): requests/s, p50/p99 latency, errors (must be 0).
 Anchor: the handler in-process (``ColorizeService.handle`` on batches of the same requests, no HTTP),
 an upper bound; "server overhead" = in-process req/s / server req/s.
+
+    .venv/bin/python bench/serve_load.py --weights weights/colorization/model.safetensors --mix-bad 0.1 -n 96
+
+``--mix-bad F`` (issue 17): on the batching-on server only, at concurrency 16 and 32, a clean run and then a run
+where a fraction F of the requests are malformed JSON bodies (``tests/serving/conftest.py``'s ``HOSTILE_JSON``:
+``[1]``, ``123``, ``true``, 100k-deep nesting, ...), shuffled among the photos so they share batches. Good
+requests must all succeed (exit 1 otherwise); their p50/p99 are printed beside the clean run's, and every
+malformed one must get its 400.
 """
 
 from __future__ import annotations
@@ -47,31 +55,61 @@ def load_bodies(n_photos: int) -> list[bytes]:
     return bodies
 
 
-def run_load(url: str, headers: dict, bodies: list[bytes], n: int, concurrency: int) -> dict:
+def run_load(
+    url: str,
+    headers: dict,
+    bodies: list[bytes],
+    n: int,
+    concurrency: int,
+    bad: list[bytes] | None = None,
+    fraction: float = 0.0,
+) -> dict:
+    """``n`` requests at ``concurrency``; with ``bad`` and ``fraction``, that fraction of them (seeded positions
+    spread over the run) send one of the ``bad`` JSON bodies instead of a photo. Rate, latency and errors count
+    the good requests; ``bad_not_400`` counts malformed requests not answered 400."""
     local = threading.local()
+    bad_at: dict[int, bytes] = {}
+    if bad and fraction > 0:
+        idx = np.random.default_rng(0).choice(n, size=max(1, round(n * fraction)), replace=False)
+        bad_at = {int(i): bad[k % len(bad)] for k, i in enumerate(sorted(idx))}
 
-    def one(i: int) -> tuple[float, int]:
+    def one(i: int) -> tuple[float, int, bool]:
         s = getattr(local, "s", None) or requests.Session()
         local.s = s
+        is_bad = i in bad_at
+        data = bad_at[i] if is_bad else bodies[i % len(bodies)]
+        h = {**headers, "Content-Type": "application/json"} if is_bad else headers
         t = time.perf_counter()
         try:
-            code = s.post(url, data=bodies[i % len(bodies)], headers=headers, timeout=300).status_code
+            code = s.post(url, data=data, headers=h, timeout=300).status_code
         except requests.RequestException:
             code = 0
-        return time.perf_counter() - t, code
+        return time.perf_counter() - t, code, is_bad
 
-    one(0)  # warm-up
+    one(next(i for i in range(n) if i not in bad_at))  # warm-up
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, range(n)))
     wall = time.perf_counter() - start
-    lat = np.array([r[0] for r in results]) * 1000
+    good = [r for r in results if not r[2]]
+    lat = np.array([r[0] for r in good]) * 1000
     return {
-        "rps": n / wall,
+        "rps": len(good) / wall,
         "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)),
-        "errors": sum(r[1] != 200 for r in results),
+        "errors": sum(r[1] != 200 for r in good),
+        "good": len(good),
+        "bad": len(results) - len(good),
+        "bad_not_400": sum(r[1] != 400 for r in results if r[2]),
     }
+
+
+def hostile_bodies() -> list[bytes]:
+    """The malformed JSON bodies of the hostile-request tests (one corpus for tests and bench)."""
+    sys.path.insert(0, str(REPO))
+    from tests.serving.conftest import HOSTILE_JSON
+
+    return [body for body, _ in HOSTILE_JSON.values()]
 
 
 def in_process(weights: Path, handler: dict, bodies: list[bytes], n: int, batch: int) -> float:
@@ -92,7 +130,11 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=48, help="requests per concurrency level")
     ap.add_argument("--photos", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the worker and the anchor (0: default)")
+    ap.add_argument("--mix-bad", type=float, default=0.0, help="fraction of malformed JSON requests (see above)")
     args = ap.parse_args()
+    if not 0.0 <= args.mix_bad < 1.0:
+        ap.error("--mix-bad must be in [0, 1)")
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its servers
 
     from chromaflow.export import export_mar
@@ -112,6 +154,8 @@ def main() -> int:
             weights = tmp / "w.safetensors"
             save_weights(create_model("eccv16", width=0.25), weights)
         print(f"# {len(bodies)} photos, short side {SHORT_SIDES}, n={args.n}, worker torch threads {args.threads}")
+        if args.mix_bad:
+            return mixed_run(weights, tmp, batch, delay, handler, bodies, args.n, args.mix_bad)
         results: dict[str, dict[int, dict]] = {}
         for mode, bs in (("batching on", batch), ("batching off", 1)):
             mar = export_mar(
@@ -135,6 +179,39 @@ def main() -> int:
     errors = sum(r["errors"] for m in results.values() for r in m.values())
     print(f"errors: {errors}")
     return 1 if errors else 0
+
+
+def mixed_run(
+    weights: Path, tmp: Path, batch: int, delay: int, handler: dict, bodies: list[bytes], n: int, fraction: float
+) -> int:
+    """Clean vs ``--mix-bad`` on the batching-on server at concurrency 16 and 32 (see the module docstring)."""
+    from chromaflow.export import export_mar
+    from chromaflow.serve import start_server
+
+    bad = hostile_bodies()
+    mar = export_mar(weights, tmp / "mixed", batch_size=batch, max_batch_delay_ms=delay, handler_config=handler)
+    rows = []
+    with start_server(mar, tmp / "run-mixed") as srv:
+        hdr = srv.auth_headers("image/jpeg")
+        for c in MIXED_CONCURRENCY:
+            clean = run_load(srv.predict_url, hdr, bodies, n, c)
+            mixed = run_load(srv.predict_url, hdr, bodies, n, c, bad, fraction)
+            rows.append((c, clean, mixed))
+    print(f"## malformed requests mixed in: {fraction:.0%} (batchSize {batch}, maxBatchDelay {delay} ms)")
+    print("concurrency  clean: req/s  p50 ms  p99 ms  errors | mixed: good  bad  good req/s  p50 ms  p99 ms  "
+          "good errors  bad not 400")  # fmt: skip
+    failed = 0
+    for c, a, b in rows:
+        print(
+            f"{c:>11} {a['rps']:12.2f} {a['p50']:7.0f} {a['p99']:7.0f} {a['errors']:7d} | {b['good']:11d} {b['bad']:4d} "
+            f"{b['rps']:11.2f} {b['p50']:7.0f} {b['p99']:7.0f} {b['errors']:12d} {b['bad_not_400']:12d}"
+        )
+        failed += a["errors"] + b["errors"] + b["bad_not_400"]
+    print(f"good-request errors: {sum(b['errors'] for _, _, b in rows)} (must be 0)")
+    return 1 if failed else 0
+
+
+MIXED_CONCURRENCY = (16, 32)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG_TEMPLATE = REPO / "serving" / "config.properties"
 STATE = "server.json"  # in the run dir: pid, urls, model name
 KEY_FILE = "key_file.json"  # written by TorchServe in its cwd (the run dir)
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 USER_PORTS = (8080, 8081, 8082)
 MAIN_CLASS = "org.pytorch.serve.ModelServer"
 
@@ -77,8 +76,22 @@ def write_properties(props: dict[str, str]) -> str:
     return "".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items())
 
 
-def check_secure(props: dict[str, str]) -> None:
-    """Raise :class:`ServeError` listing every weakened security setting in ``props``."""
+EXPOSABLE = ("inference_address", "metrics_address", "grpc_inference_address")  # loopback unless public=True
+
+
+def _host(value: str) -> str:
+    """The host of an ``http://host:port`` address or of a bare gRPC host."""
+    return (urlparse(value).hostname or "") if "://" in value else value.strip().strip("[]")
+
+
+def check_secure(props: dict[str, str], *, public: bool = False) -> None:
+    """Raise :class:`ServeError` listing every weakened security setting in ``props``.
+
+    Inference, metrics and gRPC inference must be on loopback unless ``public`` (``chromaflow serve --public``),
+    which logs a warning naming each exposed address; management (HTTP and gRPC) is loopback always.
+    """
+    from chromaflow.gateway.server import PUBLIC_NOTE, is_loopback
+
     problems = []
     if props.get("disable_token_authorization", "false").lower() != "false":
         problems.append("disable_token_authorization must be false (token authorization on)")
@@ -86,14 +99,21 @@ def check_secure(props: dict[str, str]) -> None:
         problems.append("enable_model_api must be false (no model registration over the network)")
     if props.get("enable_envvars_config", "false").lower() != "false":
         problems.append("enable_envvars_config must be false (the environment must not override this config)")
-    host = urlparse(props.get("management_address", "")).hostname
-    if host not in {h.strip("[]") for h in LOOPBACK}:
-        problems.append(f"management_address must be on loopback, got {props.get('management_address')!r}")
+    for key in ("management_address", "grpc_management_address"):
+        if not is_loopback(_host(props.get(key, "127.0.0.1"))):
+            problems.append(f"{key} must be on loopback, got {props.get(key)!r}")
+    exposed = [f"{k}={props[k]}" for k in EXPOSABLE if k in props and not is_loopback(_host(props[k]))]
+    if exposed and not public:
+        problems.append(f"{', '.join(exposed)}: not loopback; pass --public to expose them (and put TLS in front)")
+    elif exposed:
+        log.warning("TorchServe exposed on %s: %s", ", ".join(exposed), PUBLIC_NOTE)
     if not props.get("allowed_urls", "").startswith("file://"):
         problems.append("allowed_urls must be restricted to the local model store (file://...)")
     for key in ("max_request_size", "max_response_size"):
         if not props.get(key, "").isdigit():
             problems.append(f"{key} must be set to a number of bytes")
+    if not any(a.startswith("-Xmx") for a in props.get("vmargs", "").split()):
+        problems.append("vmargs must bound the JVM heap (-Xmx...)")
     if problems:
         raise ServeError("insecure TorchServe config: " + "; ".join(problems))
 
@@ -262,6 +282,7 @@ def start_server(
     config: str | os.PathLike | None = None,
     timeout_s: float = 180.0,
     java: str | None = None,
+    public: bool = False,
 ) -> Server:
     """Start TorchServe serving ``mar``; return once the model's worker is ready.
 
@@ -274,6 +295,7 @@ def start_server(
         inference_port, management_port, metrics_port: 0 picks a free loopback port.
         config: the config template (default: ``serving/config.properties``); security settings are enforced.
         timeout_s: how long to wait for a healthy server.
+        public: allow non-loopback inference / metrics / gRPC addresses in the config (see :func:`check_secure`).
 
     Raises :class:`ServeError` (with the tail of the server's log) when it does not come up.
     """
@@ -328,12 +350,13 @@ def start_server(
     props["model_store"] = str(store)
     props["allowed_urls"] = f"file://{store}/.*"
     props["load_models"] = ",".join(f"{n}={p.name}" for n, p in registrations)
-    check_secure(props)
+    check_secure(props, public=public)
     conf = run_dir / "config.properties"
     write_text(conf, write_properties(props))
 
     ts_home = Path(ts.__file__).resolve().parents[1]
-    cmd = [java, f"-Dmodel_server_home={ts_home}", "-cp", f".:{ts_home / 'ts' / 'frontend' / '*'}", MAIN_CLASS]
+    cmd = [java, *props.get("vmargs", "").split(), f"-Dmodel_server_home={ts_home}"]  # vmargs: -Xmx, as `torchserve`
+    cmd += ["-cp", f".:{ts_home / 'ts' / 'frontend' / '*'}", MAIN_CLASS]
     cmd += ["--python", sys.executable, "-f", str(conf), "-s", str(store), "-ncs"]
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -445,7 +468,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="also start the web page + proxy on 127.0.0.1:PORT (0: any free port); it holds the token",
     )
-    parser.add_argument("--gateway-host", default="127.0.0.1", help="address the gateway listens on")
+    parser.add_argument(
+        "--gateway-host", default="127.0.0.1", help="address the gateway listens on (loopback unless --public)"
+    )
+    parser.add_argument(
+        "--public",
+        action="store_true",
+        help="allow non-loopback addresses (inference / metrics / gRPC in --config, --gateway-host); put TLS in front",
+    )
 
 
 def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]:
@@ -486,6 +516,13 @@ def main(args: argparse.Namespace) -> int:
         stopped = stop_server(args.run_dir)
         print("stopped" if stopped else f"no server running from {args.run_dir}")
         return 0
+    from chromaflow.gateway.server import PUBLIC_NOTE, is_loopback
+
+    public = bool(getattr(args, "public", False))
+    if args.gateway is not None and not is_loopback(args.gateway_host) and not public:
+        raise SystemExit(f"chromaflow serve: --gateway-host {args.gateway_host} is not loopback; pass --public")
+    if public:
+        print(f"chromaflow serve --public: {PUBLIC_NOTE}", file=sys.stderr)
     mars = _parse_mars(args.mar) if args.mar else shipped_archives(args.run_dir / "shipped")
     first_name, first = mars[0]
     extra: dict[str, str | os.PathLike] = {}
@@ -502,6 +539,7 @@ def main(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         config=args.config,
         timeout_s=args.timeout,
+        public=public,
     )
     srv.process = None  # keep running after this command returns
     for name in srv.model_names:
@@ -510,7 +548,7 @@ def main(args: argparse.Namespace) -> int:
         from chromaflow.gateway.server import start_gateway_process
 
         try:
-            pid, url = start_gateway_process(srv, port=args.gateway, host=args.gateway_host)
+            pid, url = start_gateway_process(srv, port=args.gateway, host=args.gateway_host, public=public)
         except BaseException:
             srv.stop(timeout_s=20)
             raise

@@ -20,7 +20,7 @@ import pytest
 import requests
 import torch
 from PIL import Image
-from tests.serving.conftest import png_claiming_size
+from tests.serving.conftest import HOSTILE_JSON, png_claiming_size
 
 from chromaflow.evaluate import lpips as L
 from chromaflow.export import export_mar
@@ -103,7 +103,7 @@ def test_archive_holds_safetensors_and_the_lpips_handler(lpips_file, tmp_path):
     import yaml
 
     cfg = yaml.safe_load(z.read("model-config.yaml"))
-    assert cfg["batchSize"] == 4 and set(cfg["handler"]) == {"max_pixels", "num_threads"}
+    assert cfg["batchSize"] == 4 and set(cfg["handler"]) == {"max_pixels", "num_threads", "max_memory_mb"}
     assert json.loads(z.read("MAR-INF/MANIFEST.json"))["model"]["handler"] == "lpips_handler.py"
     before = mar.stat().st_mtime_ns
     assert export_mar(lpips_file, tmp_path, batch_size=4, version="2") == mar and mar.stat().st_mtime_ns == before
@@ -219,3 +219,24 @@ def test_without_token_is_refused(server, crops):
         )
         # TorchServe 0.12 answers a missing/wrong token with 400 InvalidKeyException (docs say 401)
         assert r.status_code in (400, 401) and "Token Authorization failed" in r.text
+
+
+@needs_java
+def test_hostile_json_alone_and_in_batches_leaves_good_pairs_untouched(server, crops):
+    """Every malformed body of issue 17 alone (400 JSON), then all of them fired together with good pairs three
+    times (batching on): each good pair gets the distance it gets alone."""
+    for case, (body, kind) in HOSTILE_JSON.items():
+        r = post(server, body)
+        assert r.status_code == 400 and r.json()["error"] == kind, (case, r.text[:300])
+    pairs = [("a", "a_shift"), ("small", "small2"), ("a", "b")]
+    goods = [json.dumps({"image0": png_b64(crops[p]), "image1": png_b64(crops[q])}).encode() for p, q in pairs]
+    clean = [post(server, b).json()["distance"] for b in goods]
+    jobs = [(b, i) for i, b in enumerate(goods)] + [(b, kind) for b, kind in HOSTILE_JSON.values()]
+    order = [jobs[i] for i in np.random.default_rng(2).permutation(len(jobs))]
+    with ThreadPoolExecutor(len(order)) as pool:
+        for _ in range(3):
+            for (_, want), r in zip(order, pool.map(lambda j: post(server, j[0]), order), strict=True):
+                if isinstance(want, int):
+                    assert r.status_code == 200 and r.json()["distance"] == pytest.approx(clean[want], abs=1e-6)
+                else:
+                    assert r.status_code == 400 and r.json()["error"] == want

@@ -55,3 +55,22 @@ def png_claiming_size(w: int, h: int) -> bytes:
     struct.pack_into(">II", data, 16, w, h)  # IHDR data starts at byte 16 (8 signature + 4 length + 4 type)
     struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
     return bytes(data)
+
+
+# Malformed JSON bodies (issue 17): each must get 400 JSON alone and leave its batch neighbours untouched.
+HOSTILE_JSON = {
+    "list": (b"[1]", "bad_json"),
+    "number": (b"123", "bad_json"),
+    "true": (b"true", "bad_json"),
+    "null": (b"null", "bad_json"),
+    "string": (b'"image"', "bad_json"),
+    "deep_list": (b"[" * 100_000, "too_complex"),
+    "deep_object": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "too_complex"),
+    "wide": (b"[" + b"0," * 150_000 + b"0]", "too_complex"),
+    "not_json": (b"{image: \xff\xfe}", "bad_json"),
+}
+
+
+def flat_png(w: int = 4240, h: int = 2830) -> bytes:
+    """A flat grey PNG of ``w x h`` (12.0 MP by default, ~42 KB): tiny upload, maximal pixel count."""
+    return encode(np.full((h, w, 3), 128, np.uint8))

@@ -104,6 +104,44 @@ def test_shipped_config_is_secure_and_weakening_it_is_refused():
             check_secure({**props, key: value})
 
 
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("inference_address", "http://0.0.0.0:8080"),
+        ("inference_address", "http://192.0.2.7:8080"),
+        ("metrics_address", "http://0.0.0.0:8082"),
+        ("grpc_inference_address", "0.0.0.0"),
+    ],
+)
+def test_non_loopback_addresses_need_public(key, value, caplog):
+    props = read_properties(CONFIG_TEMPLATE.read_text()) | {"allowed_urls": "file:///srv/store/.*"}
+    with pytest.raises(ServeError, match=f"{key}.*--public"):
+        check_secure({**props, key: value})
+    check_secure({**props, key: value}, public=True)  # asked for: allowed, loudly
+    assert value in caplog.text and "TLS" in caplog.text
+
+
+def test_management_and_heap_stay_enforced_even_when_public():
+    props = read_properties(CONFIG_TEMPLATE.read_text()) | {"allowed_urls": "file:///srv/store/.*"}
+    assert "-Xmx" in props["vmargs"] and props["decode_input_request"] == "false"
+    for key, value in [("grpc_management_address", "0.0.0.0"), ("vmargs", "-Xms64m")]:
+        with pytest.raises(ServeError, match=key):
+            check_secure({**props, key: value}, public=True)
+
+
+def test_serve_refuses_a_public_gateway_host_without_public(tmp_path):
+    import argparse
+
+    from chromaflow.serve import add_arguments, main
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--run-dir", str(tmp_path), "--gateway", "0", "--gateway-host", "0.0.0.0"])
+    with pytest.raises(SystemExit, match="--public"):
+        main(args)
+    assert not any(tmp_path.iterdir())  # refused before anything started
+
+
 # ------------------------------------------------------------------------------------ LPIPS from the registry
 
 

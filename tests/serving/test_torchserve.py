@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
-from tests.serving.conftest import encode, png_claiming_size, random_rgb
+from tests.serving.conftest import HOSTILE_JSON, encode, flat_png, png_claiming_size, random_rgb
+from tests.serving.test_hostile import FLAT_LIMIT_MB, FLAT_LIMIT_S
 
 from chromaflow.export import export_mar
 from chromaflow.serve import start_server
@@ -139,3 +144,88 @@ def test_request_over_the_size_limit_is_refused_then_serving_goes_on(server):
 def test_metrics_are_on(server):
     r = requests.get(f"{server.metrics_url}/metrics", timeout=30)
     assert r.status_code == 200 and "Requests2XX" in r.text
+
+
+# ------------------------------------------------------------------------------------ hostile requests (issue 17)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_JSON))
+def test_hostile_json_alone_gets_400_json(server, case):
+    body, kind = HOSTILE_JSON[case]
+    r = post(server, body, "application/json")
+    assert r.status_code == 400 and r.json()["error"] == kind, r.text[:300]
+    assert len(r.content) < 400
+
+
+def test_form_content_type_is_415_json(server):
+    """A form the frontend can decode reaches the handler as fields without a body: 415, nothing echoed.
+    (A form body the frontend cannot decode is answered by TorchServe's Java frontend itself, 500 with a piece of
+    the bytes, before any handler runs; the gateway refuses every non-JSON body with 415.)"""
+    r = post(server, b"image=abc&T=0.3", "application/x-www-form-urlencoded")
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_content_type" and b"abc" not in r.content
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_hostile_bodies_mixed_into_batches_leave_good_requests_untouched(server):
+    """Batching on (batchSize 8, maxBatchDelay 50 ms): 8 good photos and every hostile body, fired together
+    three times; each good answer is 200 with the pixels of the same photo sent alone."""
+    goods = [encode(random_rgb(h, w, seed=i)) for i, (h, w) in enumerate([(40, 60), (33, 75), (64, 64), (90, 20)] * 2)]
+    clean = [post(server, b) for b in goods]  # one at a time: batches of one
+    assert all(r.status_code == 200 for r in clean)
+    bad = [(body, "application/json", kind) for body, kind in HOSTILE_JSON.values()]
+    jobs = [(b, "image/png", None) for b in goods] + bad
+    order = [jobs[i] for i in np.random.default_rng(0).permutation(len(jobs))]
+    with ThreadPoolExecutor(len(order)) as pool:
+        for _ in range(3):
+            answers = list(pool.map(lambda j: post(server, j[0], j[1]), order))
+            for (body, _, kind), r in zip(order, answers, strict=True):
+                if kind is None:
+                    assert r.status_code == 200, r.text[:300]
+                    assert np.array_equal(pixels(r.content), pixels(clean[goods.index(body)].content))
+                else:
+                    assert r.status_code == 400 and r.json()["error"] == kind
+
+
+def _worker_pids(server) -> list[int]:
+    """TorchServe's Python workers: processes in the server's process group other than the Java frontend."""
+    import os
+
+    pgid, pids = os.getpgid(server.pid), []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != server.pid:
+            try:
+                if os.getpgid(int(d)) == pgid and b"model_service_worker" in Path(f"/proc/{d}/cmdline").read_bytes():
+                    pids.append(int(d))
+            except OSError:
+                continue
+    return pids
+
+
+def _mem_mb(pid: int, key: str) -> float:
+    return int(re.search(rf"{key}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+
+
+def test_flat_12mp_png_costs_seconds_not_minutes_on_the_server(server):
+    """A 42 KB PNG of 12.0 MP (just under max_pixels): bounded time, and the worker's memory grows by MBs."""
+    body = flat_png()
+    (worker,) = _worker_pids(server)
+    limits = Path(f"/proc/{worker}/limits").read_text()
+    assert re.search(rf"Max data size\s+{4096 << 20}\s", limits)  # handler.max_memory_mb of model-config.yaml
+    before = _mem_mb(worker, "VmRSS")
+    t = time.perf_counter()
+    r = post(server, body)
+    seconds = time.perf_counter() - t
+    assert len(body) < 50_000 and r.status_code == 200
+    assert Image.open(io.BytesIO(r.content)).size == (4240, 2830)
+    assert seconds < FLAT_LIMIT_S + 2.0  # + the HTTP round trip of a 12 MP PNG; measured ~2-3 s (was 18.7 s)
+    assert _mem_mb(worker, "VmHWM") - before < FLAT_LIMIT_MB
+
+
+def test_json_body_with_options_still_works_unparsed_by_torchserve(server):
+    """decode_input_request=false: the handler parses the JSON body itself, options inside it included."""
+    img = base64.b64encode(encode(random_rgb(10, 12))).decode()
+    r = post(server, json.dumps({"image": img, "T": 0.3, "format": "json"}).encode(), "application/json")
+    assert r.status_code == 200 and r.json()["T"] == 0.3 and r.json()["width"] == 12

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from tests.serving.conftest import HOSTILE_JSON, random_rgb
 from tests.web.conftest import b64, decode_png, png_bytes
 
 from chromaflow.export import export_mar
@@ -102,33 +109,38 @@ def test_gateway_proxies_with_the_token_it_holds(gateway, server, photo_b64):
         "upstream": True,
         "endpoints": {"colorize": False, "guided": True, "palette": True, "gamut": True},
     }
-    r = requests.post(gateway.url + "/api/guided", json={"image": photo_b64, "hints": [HINT]}, timeout=60)
+    o = gateway.origin
+    r = requests.post(gateway.url + "/api/guided", json={"image": photo_b64, "hints": [HINT]}, headers=o, timeout=60)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    r = requests.post(gateway.url + "/api/palette", json={"image": photo_b64, "point": {"x": 1, "y": 500}}, timeout=60)
+    r = requests.post(
+        gateway.url + "/api/palette", json={"image": photo_b64, "point": {"x": 1, "y": 500}}, headers=o, timeout=60
+    )
     assert r.status_code == 400 and r.json()["error"] == "point_outside_image"  # upstream errors pass through
-    r = requests.post(gateway.url + "/api/colorize", json={"image": photo_b64}, timeout=60)
+    r = requests.post(gateway.url + "/api/colorize", json={"image": photo_b64}, headers=o, timeout=60)
     assert r.status_code == 404 and r.json()["error"] == "not_served"  # no automatic archive on this server
 
 
 def test_gateway_refuses_what_it_should(gateway):
     url = gateway.url + "/api/guided"
     assert requests.post(url, json={}, headers={"Origin": "http://evil.example"}, timeout=10).status_code == 403
-    assert requests.post(url, data=b"x", headers={"Content-Type": "text/plain"}, timeout=10).status_code == 415
+    r = requests.post(url, data=b"x", headers={"Content-Type": "text/plain", **gateway.origin}, timeout=10)
+    assert r.status_code == 415
     host, port = gateway.httpd.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=10)  # announce 64 MiB, send nothing: refused unread
     conn.putrequest("POST", "/api/guided")
     conn.putheader("Content-Type", "application/json")
+    conn.putheader("Origin", gateway.url)
     conn.putheader("Content-Length", str(64 << 20))
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
-    assert requests.post(gateway.url + "/api/nope", json={}, timeout=10).status_code == 404
+    assert requests.post(gateway.url + "/api/nope", json={}, headers=gateway.origin, timeout=10).status_code == 404
     assert requests.get(gateway.url + "/../etc/passwd", timeout=10).status_code == 404
 
 
 def test_gateway_without_upstream_says_502(tmp_path):
     with Gateway(GatewayConfig(upstream="http://127.0.0.1:9", key_file=None)) as gw:
-        r = requests.post(gw.url + "/api/gamut", json={"L": 50}, timeout=30)
+        r = requests.post(gw.url + "/api/gamut", json={"L": 50}, headers=gw.origin, timeout=30)
         assert r.status_code == 502 and r.json()["error"] == "upstream_unavailable"
 
 
@@ -143,3 +155,188 @@ def test_rgb_hint_shows_its_hue_at_the_hint(server, photo):
     ).json()
     h = doc["hints"][0]
     assert (h["model_x"], h["model_y"]) == (63, 63) and h["b"] < -20  # blue keeps a negative b
+
+
+# ------------------------------------------------------------------------------------ hostile requests (issue 17)
+
+
+@pytest.mark.parametrize("name", ["colorize_guided", "palette", "gamut"])
+def test_hostile_json_alone_gets_400_json_on_every_endpoint(server, name):
+    for case, (body, kind) in HOSTILE_JSON.items():
+        r = post(server, name, body)
+        assert r.status_code == 400 and r.json()["error"] == kind, (case, r.text[:300])
+
+
+def test_hostile_bodies_mixed_into_batches_leave_good_requests_untouched(server, photo_b64):
+    """Batching on (batchSize 4): good colorize_guided and palette requests fired together with every malformed
+    body, three times; each good answer is 200 and equal to the same request sent alone."""
+    other = b64(png_bytes(random_rgb(40, 56, seed=3)))
+    goods = [
+        ("colorize_guided", {"image": photo_b64, "hints": [HINT]}),
+        ("colorize_guided", {"image": other}),
+        ("palette", {"image": photo_b64, "point": {"x": 20, "y": 30}}),
+        ("palette", {"image": other, "point": {"x": 5, "y": 5}, "hints": [HINT]}),
+    ]
+    clean = [post(server, n, b) for n, b in goods]
+    assert all(r.status_code == 200 for r in clean)
+    jobs = [(n, json.dumps(b).encode(), i) for i, (n, b) in list(enumerate(goods)) * 2]
+    jobs += [(n, body, kind) for n in ("colorize_guided", "palette") for body, kind in HOSTILE_JSON.values()]
+    order = [jobs[i] for i in np.random.default_rng(1).permutation(len(jobs))]
+    with ThreadPoolExecutor(len(order)) as pool:
+        for _ in range(3):
+            answers = list(pool.map(lambda j: post(server, j[0], j[1]), order))
+            for (name, _, want), r in zip(order, answers, strict=True):
+                if isinstance(want, int):
+                    assert r.status_code == 200, r.text[:300]
+                    ref = clean[want]
+                    if name == "palette":  # the batched pass moves the weights by ~1e-10, never the colours
+                        got, want_doc = r.json(), ref.json()
+                        assert [c["rgb"] for c in got["colors"]] == [c["rgb"] for c in want_doc["colors"]]
+                        for c, w in zip(got["colors"], want_doc["colors"], strict=True):
+                            assert [c[k] for k in ("a", "b", "weight")] == pytest.approx(
+                                [w[k] for k in ("a", "b", "weight")], rel=1e-6, abs=1e-6
+                            )
+                    else:
+                        assert np.array_equal(decode_png(r.content), decode_png(ref.content))
+                else:
+                    assert r.status_code == 400 and r.json()["error"] == want
+
+
+# ------------------------------------------------------------------------------------ the gateway (issue 17)
+
+
+def raw(gw, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes to the gateway, return everything it answers until it closes (or ``timeout``)."""
+    host, port = gw.httpd.server_address[:2]
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_dns_rebinding_and_foreign_or_missing_origin_are_403(gateway, photo_b64):
+    url = gateway.url + "/api/guided"
+    body = {"image": photo_b64, "hints": [HINT]}
+    port = gateway.httpd.server_address[1]
+    evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    r = requests.post(url, json=body, headers=evil, timeout=30)
+    assert r.status_code == 403 and r.json()["error"] == "foreign_host"
+    assert requests.get(gateway.url + "/", headers={"Host": "evil.example"}, timeout=10).status_code == 403
+    assert requests.get(gateway.url + "/api/health", headers={"Host": "evil.example"}, timeout=10).status_code == 403
+    r = requests.post(url, json=body, timeout=30)  # no Origin
+    assert r.status_code == 403 and r.json()["error"] == "origin_required"
+    for origin in ("http://evil.example", "null", f"http://localhost:{port + 1}", f"https://127.0.0.1:{port}"):
+        r = requests.post(url, json=body, headers={"Origin": origin}, timeout=30)
+        assert r.status_code == 403 and r.json()["error"] == "foreign_origin", origin
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):  # the gateway's own names, same origin: served
+        r = requests.post(url, json=body, headers={"Host": host, "Origin": f"http://{host}"}, timeout=60)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+def test_form_body_with_binary_bytes_is_415_and_not_echoed(gateway):
+    body = b"\x00\xff%zz=\x89PNG secret-bytes"
+    r = requests.post(
+        gateway.url + "/api/guided",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **gateway.origin},
+        timeout=10,
+    )
+    assert r.status_code == 415 and b"secret-bytes" not in r.content and b"%zz" not in r.content
+
+
+def test_public_bind_needs_public(server):
+    cfg = GatewayConfig(upstream=server.inference_url)
+    with pytest.raises(ValueError, match="--public"):
+        Gateway(cfg, host="0.0.0.0")
+    from chromaflow.gateway.server import main
+
+    with pytest.raises(SystemExit):
+        main(["--upstream", server.inference_url, "--host", "0.0.0.0", "--port", "0"])
+
+
+def _rss_mb() -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def test_slow_loris_is_cut_in_bounded_time_with_bounded_threads(server, photo_b64):
+    """50 stalled 20 MiB uploads, 50 half-open connections and a header trickle: all cut within the request
+    deadline (2 s here) + 3 s, at most max_connections (8) handler threads meanwhile, then serving goes on."""
+    cfg = GatewayConfig(
+        upstream=server.inference_url,
+        key_file=server.key_file,
+        models=models_for(server.model_names),
+        read_timeout_s=2.0,
+        max_connections=8,
+    )
+    with Gateway(cfg) as gw:
+        host, port = gw.httpd.server_address[:2]
+        threads0, rss0 = threading.active_count(), _rss_mb()
+        head = (
+            f"POST /api/guided HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: http://{host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {20 << 20}\r\n\r\n"
+        ).encode()
+        socks = []  # (socket, when it connected)
+        t0 = time.monotonic()
+        for i in range(100):
+            s = socket.create_connection((host, port), timeout=10)
+            if i % 2 == 0:
+                s.sendall(head + b'{"image": "' + b"A" * 4096)  # a stalled upload
+            socks.append((s, time.monotonic()))  # odd ones: half-open, nothing sent
+        trickle = socket.create_connection((host, port), timeout=10)
+        socks.append((trickle, time.monotonic()))
+        time.sleep(0.5)
+        peak_threads = threading.active_count() - threads0
+        for ch in b"GET / HTTP/1.1\r\n":  # one byte every 0.25 s: each read is on time, the request is not
+            try:
+                trickle.sendall(bytes([ch]))
+            except OSError:
+                break
+            time.sleep(0.25)
+            peak_threads = max(peak_threads, threading.active_count() - threads0)
+        late = []
+        for s, connected in socks:  # every connection ends: answered 503 at once, or cut at its deadline
+            s.settimeout(max(0.1, connected + 2.0 + 3.0 - time.monotonic()))
+            try:
+                while s.recv(65536):
+                    pass
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except TimeoutError:
+                late.append(s)
+            s.close()
+        assert not late and peak_threads <= 8
+        assert time.monotonic() - t0 < 15
+        assert _rss_mb() - rss0 < 100
+        time.sleep(0.5)
+        r = requests.post(gw.url + "/api/guided", json={"image": photo_b64}, headers=gw.origin, timeout=60)
+        assert r.status_code == 200
+        assert threading.active_count() - threads0 <= 1
+
+
+def test_gateway_renews_the_inference_token_before_it_expires(server, photo_b64):
+    """With a renewal margin longer than the key's life, the gateway renews it at once through TorchServe's token
+    API: the key file changes, the old key is refused, and the gateway goes on with the new one."""
+    old = server.token
+    cfg = GatewayConfig(
+        upstream=server.inference_url,
+        key_file=server.key_file,
+        models=models_for(server.model_names),
+        management=server.management_url,
+        renew_margin_s=10 * 24 * 3600,
+    )
+    with Gateway(cfg) as gw:
+        deadline = time.monotonic() + 20
+        while server.token == old and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.token != old
+        r = requests.post(gw.url + "/api/guided", json={"image": photo_b64}, headers=gw.origin, timeout=60)
+        assert r.status_code == 200
+    stale = requests.post(
+        server.predict_url_for("gamut"),
+        json={"L": 50},
+        headers={"Authorization": f"Bearer {old}"},
+        timeout=30,
+    )
+    assert stale.status_code in (400, 401)

@@ -49,16 +49,19 @@ from torch import nn
 from chromaflow import color
 from chromaflow.color.constants import AB_NORM, Q
 from chromaflow.color.palette import PALETTE_K, PALETTE_TEMPERATURE, ab_swatch, suggest_palette
+from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import (
     JSON_CONTENT_TYPE,
     DecodedImage,
     Request,
     RequestError,
     decode_image,
+    json_object,
     parse_options,
+    shown,
 )
-from chromaflow.serving.response import Response, encode_image, error_response
-from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, read_archive_meta
+from chromaflow.serving.response import Response, encode_image
+from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, lightness, read_archive_meta, recombine
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ class GuidedConfig:
     ``size``: side of the square network input (multiple of 8); ``hint_patch``: odd side of the revealed
     square per hint at model resolution; ``max_hints``: more get 400; ``palette_k`` / ``palette_temperature``:
     suggested palette; ``swatch_resolution``: side of the gamut swatch; ``endpoint``: ``auto`` (from the
-    TorchServe model name) or one of :data:`ENDPOINTS`; ``num_threads``: torch CPU threads (0: leave).
+    TorchServe model name) or one of :data:`ENDPOINTS`; ``num_threads``: torch CPU threads (0: leave);
+    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler).
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -88,6 +92,7 @@ class GuidedConfig:
     swatch_resolution: int = 221
     endpoint: str = "auto"
     num_threads: int = 0
+    max_memory_mb: int = 0
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> GuidedConfig:
@@ -248,22 +253,13 @@ def _int_option(body: Mapping[str, Any], name: str, default: int, lo: int, hi: i
 
 
 def json_body(req: Any) -> dict[str, Any]:
-    """The request's JSON object (TorchServe hands us a dict already); 415 for other types, 400 when it does not parse."""
+    """The request's JSON object (bounded before parsing, :func:`~chromaflow.serving.request.json_object`); 415 for
+    a body of another content type, 400 when it does not parse or is not an object."""
     body = req.body
-    if isinstance(body, Mapping):
-        return dict(body)
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if body is None or len(body) == 0:
-        raise RequestError(400, "empty_body", "the request body is empty: send a JSON object")
-    if ctype and ctype != JSON_CONTENT_TYPE:
-        raise RequestError(415, "unsupported_content_type", f"content type {ctype!r}: send application/json")
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, "bad_json", "the body does not parse as JSON") from None
-    if not isinstance(doc, dict):
-        raise RequestError(400, "bad_json", "the JSON body must be an object")
-    return doc
+    if ctype and ctype != JSON_CONTENT_TYPE and not isinstance(body, Mapping):
+        raise RequestError(415, "unsupported_content_type", f"content type {shown(ctype)}: send application/json")
+    return json_object(body)
 
 
 # --------------------------------------------------------------------------------------------- maths
@@ -405,9 +401,7 @@ def guided_batch(
     model.eval()
     ls, smalls, hab, masks, glob, applied = [], [], [], [], [], []
     for it in items:
-        x = it.rgb.to(device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        L = color.rgb_to_lab(x[None])[:, :1]  # (1, 1, H, W)
+        L = lightness(it.rgb, device)  # (1, 1, H, W), strip by strip
         ls.append(L)
         smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
         a, m, info = hint_planes(it.hints, L[0, 0].cpu(), size, patch)
@@ -427,8 +421,7 @@ def guided_batch(
     results = []
     for i, (it, L) in enumerate(zip(items, ls, strict=True)):
         hw = (int(L.shape[2]), int(L.shape[3]))
-        ab = F.interpolate(out.ab[i : i + 1].float(), size=hw, mode="bilinear", align_corners=False)
-        rgb = color.lab_to_rgb(torch.cat([L, ab], 1))[0]
+        rgb = recombine(L, out.ab[i : i + 1])
         probs = l_point = None
         if it.point is not None:
             px, py = it.point
@@ -512,29 +505,34 @@ class GuidedService(ModelService):
         return getattr(self.model, "global_branch", None) is not None
 
     def handle(self, requests: Sequence[Any]) -> list[Response]:
-        """Validate every request, run the valid ones in one forward pass, encode every answer (4xx JSON errors
-        for bad requests; they never fail the others in the batch)."""
+        """Validate every request, run the valid ones in one forward pass, encode every answer. Each request is
+        parsed and answered under its own guard (:mod:`~chromaflow.serving.isolation`): a bad one gets its 4xx
+        JSON, a server fault on one its 500 JSON; neither touches the others in the batch."""
         responses: list[Response | None] = [None] * len(requests)
         jobs: list[tuple[int, dict[str, Any], DecodedImage, GuidedInput]] = []
         for i, req in enumerate(requests):
-            try:
-                if self.endpoint == "gamut":
-                    responses[i] = self._gamut(req)
-                    continue
-                body, image, item = self._parse(req)
-                jobs.append((i, body, image, item))
-            except RequestError as e:
-                log.info("%s request %d rejected: %d %s: %s", self.endpoint, i, e.status, e.kind, e.message)
-                responses[i] = error_response(e)
-        if jobs:
-            results = guided_batch(
-                self.model, [j[3] for j in jobs], size=self.config.size, patch=self.config.hint_patch
-            )
-            for (i, body, image, item), res in zip(jobs, results, strict=True):
-                try:
-                    responses[i] = self._answer(body, image, item, res)
-                except RequestError as e:
-                    responses[i] = error_response(e)
+            what = f"{self.endpoint} request {i}"
+            if self.endpoint == "gamut":
+                answer, err = guarded(what, self._gamut, req)
+                responses[i] = answer if err is None else err
+                continue
+            parsed, err = guarded(what, self._parse, req)
+            if err is not None:
+                responses[i] = err
+            else:
+                jobs.append((i, *parsed))  # type: ignore[arg-type]
+
+        def compute(batch: Sequence[tuple[int, dict[str, Any], DecodedImage, GuidedInput]]) -> list[GuidedResult]:
+            return guided_batch(self.model, [j[3] for j in batch], size=self.config.size, patch=self.config.hint_patch)
+
+        for (i, body, image, item), res in zip(
+            jobs, run_isolated(f"{self.endpoint} batch", compute, jobs), strict=True
+        ):
+            if isinstance(res, Response):
+                responses[i] = res
+                continue
+            answer, err = guarded(f"{self.endpoint} request {i} (answer)", self._answer, body, image, item, res)
+            responses[i] = answer if err is None else err
         return responses  # type: ignore[return-value]
 
     # -- per endpoint

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.evaluate import lpips as L
-from chromaflow.serving.request import Request, RequestError, decode_image
-from chromaflow.serving.response import Response, error_response
+from chromaflow.serving.isolation import guarded, run_isolated
+from chromaflow.serving.request import Request, RequestError, decode_image, json_object, shown
+from chromaflow.serving.response import Response
 from chromaflow.serving.service import ARCHIVE_META, read_archive_meta
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,13 @@ class LpipsConfig:
     """Handler settings (``handler:`` of ``serving/lpips-model-config.yaml``).
 
     ``max_pixels``: largest accepted image (W*H, each of the two; 413 above, checked from the header);
-    ``num_threads``: torch CPU threads per worker (0: leave torch's default).
+    ``num_threads``: torch CPU threads per worker (0: leave torch's default); ``max_memory_mb``: the
+    TorchServe worker's data memory limit (0: none; :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
     """
 
     max_pixels: int = MAX_PIXELS
     num_threads: int = 0
+    max_memory_mb: int = 0
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> LpipsConfig:
@@ -96,20 +99,11 @@ def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def _json_body(req: Request) -> dict[str, Any]:
     body = req.body
-    if body is None or (hasattr(body, "__len__") and len(body) == 0):
-        raise RequestError(400, "empty_body", 'send a JSON object {"image0": base64, "image1": base64}')
     ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if not isinstance(body, Mapping) and ctype and ctype != JSON_CONTENT_TYPE:
-        raise RequestError(415, "unsupported_content_type", f"content type {ctype!r}: send application/json "
+    if ctype and ctype != JSON_CONTENT_TYPE and not isinstance(body, Mapping):
+        raise RequestError(415, "unsupported_content_type", f"content type {shown(ctype)}: send application/json "
                            'with {"image0": base64, "image1": base64}')  # fmt: skip
-    if isinstance(body, bytes | bytearray | str):
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise RequestError(400, "bad_json", "the body does not parse as JSON") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "bad_json", "the JSON body must be an object with 'image0' and 'image1'")
-    return body
+    return json_object(body, 'the JSON body {"image0": base64, "image1": base64}')
 
 
 def _flag(body: Mapping[str, Any], req: Request, name: str) -> bool:
@@ -238,15 +232,33 @@ class LpipsService:
         return self.compute_batch([pair])[0]
 
     def handle(self, requests: Sequence[Request]) -> list[Response]:
+        """One answer per request; each parsed under its own guard, the pairs computed under
+        :func:`~chromaflow.serving.isolation.run_isolated` (a failing pair never fails the others)."""
         out: list[Response | None] = [None] * len(requests)
         jobs: list[tuple[int, dict[str, Any]]] = []
+        min_size = self.model.net.spec.min_size
+
+        def parse(req: Request) -> dict[str, Any]:
+            return parse_pair(req, max_pixels=self.max_pixels, min_size=min_size)
+
         for i, req in enumerate(requests):
-            try:
-                jobs.append((i, parse_pair(req, max_pixels=self.max_pixels, min_size=self.model.net.spec.min_size)))
-            except RequestError as e:
-                log.info("lpips request %d rejected: %s %s: %s", i, e.status, e.kind, e.message)
-                out[i] = error_response(e)
-        if jobs:
-            for (i, _), doc in zip(jobs, self.compute_batch([p for _, p in jobs]), strict=True):
-                out[i] = Response(200, "application/json", json.dumps(doc, allow_nan=False).encode("utf-8"))
+            pair, err = guarded(f"lpips request {i}", parse, req)
+            if err is not None:
+                out[i] = err
+            else:
+                jobs.append((i, pair))  # type: ignore[arg-type]
+
+        def compute(batch: Sequence[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+            return self.compute_batch([p for _, p in batch])
+
+        for (i, _), doc in zip(jobs, run_isolated("lpips batch", compute, jobs), strict=True):
+            if isinstance(doc, Response):
+                out[i] = doc
+                continue
+            answer, err = guarded(f"lpips request {i} (answer)", _json_answer, doc)
+            out[i] = answer if err is None else err
         return out  # type: ignore[return-value]
+
+
+def _json_answer(doc: Mapping[str, Any]) -> Response:
+    return Response(200, "application/json", json.dumps(doc, allow_nan=False).encode("utf-8"))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,13 @@ JSON_CONTENT_TYPE = "application/json"
 SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "La", "RGBa"})
 OUTPUT_FORMATS = ("png", "jpeg")
 T_RANGE = (0.01, 10.0)  # accepted annealed-mean temperatures (T -> 0: mode, T = 1: mean)
+# JSON bodies are measured before they are parsed: deeper nesting or more values than this is 400 too_complex.
+# Ours need depth 3 ({"hints": [{...}]}) and ~1,300 values (256 hints, a 313-bin histogram).
+MAX_JSON_DEPTH = 32
+MAX_JSON_VALUES = 100_000
+MAX_JSON_BYTES = 28 << 20  # a 20 MiB image as base64 plus the fields around it
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a complete JSON string (escapes included)
+_OPEN, _CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 
 
 class RequestError(Exception):
@@ -100,7 +109,74 @@ class DecodedImage:
         return int(self.rgb.shape[1]), int(self.rgb.shape[2])
 
 
-def _media_type(content_type: str | None) -> str | None:
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr`` of a client-sent value for an error message, cut to ``limit`` characters (never the whole body)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_shape(data: bytes) -> tuple[int, int]:
+    """``(deepest nesting, number of values)`` of JSON text, measured without parsing it.
+
+    Strings are blanked first (so brackets and commas inside them do not count); the depth is the running
+    sum of ``[{`` minus ``]}``; the values are the commas and colons plus one. Linear in ``len(data)``, no
+    recursion: a body of 100,000 ``[`` costs a few ms.
+    """
+    bare = _JSON_STRING.sub(b'""', data)
+    arr = np.frombuffer(bare, np.uint8)
+    step = np.isin(arr, _OPEN).astype(np.int32) - np.isin(arr, _CLOSE).astype(np.int32)
+    depth = int(np.cumsum(step).max()) if len(step) else 0
+    return depth, bare.count(b",") + bare.count(b":") + 1
+
+
+def _depth(doc: Any, limit: int) -> int:
+    """Nesting depth of an already parsed JSON value, iteratively (stops counting past ``limit``)."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack:
+        value, d = stack.pop()
+        if isinstance(value, dict | list):
+            d += 1
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, d) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def json_object(body: Any, what: str = "the JSON body") -> dict[str, Any]:
+    """The JSON object of a request body: bytes / str parsed after :func:`json_shape` bounds it, or a value a
+    server parsed already (TorchServe does, unless ``TS_DECODE_INPUT_REQUEST=false``).
+
+    Raises :class:`RequestError` 400: ``empty_body``, ``too_complex`` (nesting over :data:`MAX_JSON_DEPTH`,
+    more than :data:`MAX_JSON_VALUES` values), ``bad_json`` (does not parse, not UTF-8, or not an object:
+    ``[1]``, ``123``, ``true``); 413 ``too_large`` over :data:`MAX_JSON_BYTES`.
+    """
+    if body is None or (isinstance(body, bytes | bytearray | str) and len(body) == 0):
+        raise RequestError(400, "empty_body", f"the request body is empty: send {what} (an object)")
+    if isinstance(body, bytes | bytearray | str):
+        data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+        if len(data) > MAX_JSON_BYTES:
+            raise RequestError(413, "too_large", f"{what} is {len(data)} bytes; the limit is {MAX_JSON_BYTES}")
+        depth, values = json_shape(data)
+        if depth > MAX_JSON_DEPTH or values > MAX_JSON_VALUES:
+            raise RequestError(
+                400,
+                "too_complex",
+                f"{what} nests {depth} deep with {values} values; the limits are {MAX_JSON_DEPTH} and {MAX_JSON_VALUES}",
+            )
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise RequestError(400, "bad_json", f"{what} does not parse as JSON (UTF-8)") from None
+    elif _depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise RequestError(400, "too_complex", f"{what} nests deeper than {MAX_JSON_DEPTH}")
+    if not isinstance(body, dict):
+        raise RequestError(400, "bad_json", f"{what} must be a JSON object, got a {type(body).__name__}")
+    return body
+
+
+def media_type(content_type: str | None) -> str | None:
+    """``"image/png; q=1"`` -> ``"image/png"`` (lower case); ``None`` stays ``None``."""
     return content_type.split(";", 1)[0].strip().lower() if content_type else None
 
 
@@ -114,7 +190,7 @@ def parse_options(req: Request) -> Options:
         try:
             opts.T = float(raw_t)
         except ValueError:
-            raise RequestError(400, "bad_option", f"option T: {raw_t!r} is not a number") from None
+            raise RequestError(400, "bad_option", f"option T: {shown(raw_t)} is not a number") from None
         lo, hi = T_RANGE
         if not lo <= opts.T <= hi:
             raise RequestError(400, "bad_option", f"option T: {opts.T} is outside [{lo}, {hi}]")
@@ -129,7 +205,7 @@ def parse_options(req: Request) -> Options:
         out = "jpeg"
     out = {"jpg": "jpeg"}.get(out, out) or "png"
     if out not in OUTPUT_FORMATS:
-        raise RequestError(400, "bad_option", f"option output/format: {out!r} is not one of png, jpeg, json")
+        raise RequestError(400, "bad_option", f"option output/format: {shown(out)} is not one of png, jpeg, json")
     opts.output = out
     return opts
 
@@ -139,33 +215,27 @@ def image_bytes(req: Request) -> bytes:
 
     Raises :class:`RequestError`: 400 empty body / bad base64, 415 wrong content type.
     """
-    ctype = _media_type(req.content_type)
+    ctype = media_type(req.content_type)
     body = req.body
-    if body is None or (isinstance(body, bytes | bytearray | str | dict) and len(body) == 0):
-        raise RequestError(400, "empty_body", "the request body is empty: send the image bytes as the body")
-    if isinstance(body, dict) or ctype == JSON_CONTENT_TYPE:
-        return _image_from_json(body)
-    if ctype is not None and ctype not in IMAGE_CONTENT_TYPES:
+    if ctype is not None and ctype != JSON_CONTENT_TYPE and ctype not in IMAGE_CONTENT_TYPES:
         raise RequestError(
             415,
             "unsupported_content_type",
-            f"content type {ctype!r} is not accepted; send image/png, image/jpeg or image/webp "
+            f"content type {shown(ctype)} is not accepted; send image/png, image/jpeg or image/webp "
             "(or application/json with a base64 'image' field)",
         )
+    if body is None or (isinstance(body, bytes | bytearray | str | dict) and len(body) == 0):
+        raise RequestError(400, "empty_body", "the request body is empty: send the image bytes as the body")
+    if ctype == JSON_CONTENT_TYPE or not isinstance(body, bytes | bytearray | str):
+        return _image_from_json(body)  # a JSON body, or a value a server parsed from one
     if isinstance(body, str):  # a server decoded a text/* body for us; ctype was not an image type
         body = body.encode("utf-8", "surrogateescape")
     return bytes(body)
 
 
 def _image_from_json(body: Any) -> bytes:
-    if isinstance(body, bytes | bytearray | str):
-        import json
-
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise RequestError(400, "bad_json", "the body is declared as JSON but does not parse") from None
-    if not isinstance(body, dict) or not isinstance(body.get("image"), str) or not body["image"]:
+    body = json_object(body)
+    if not isinstance(body.get("image"), str) or not body["image"]:
         raise RequestError(400, "bad_json", "a JSON body must be an object with a non-empty base64 'image' field")
     text = body["image"]
     if text.startswith("data:") and "," in text:  # data URL

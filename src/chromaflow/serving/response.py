@@ -16,6 +16,13 @@ from PIL import Image
 from chromaflow.serving.request import DecodedImage, Options, RequestError
 
 JPEG_QUALITY = 92
+STRIP_PIXELS = 1 << 18  # pixels per strip of full-resolution work: temporaries stay a few MB at any image size
+
+
+def strips(h: int, w: int) -> list[slice]:
+    """Row slices of an ``h x w`` image, about :data:`STRIP_PIXELS` pixels each."""
+    rows = max(1, STRIP_PIXELS // max(w, 1))
+    return [slice(r, min(h, r + rows)) for r in range(0, h, rows)]
 
 
 @dataclass
@@ -43,8 +50,13 @@ def error_response(err: RequestError) -> Response:
 
 
 def to_uint8_hwc(rgb: torch.Tensor) -> np.ndarray:
-    """Float RGB ``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 (rounded)."""
-    return (rgb.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    """Float RGB ``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 (rounded), strip by strip (no full-size temporaries)."""
+    h, w = int(rgb.shape[1]), int(rgb.shape[2])
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    for rows in strips(h, w):
+        part = (rgb[:, rows].detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+        out[rows] = part.permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 def encode_image(rgb: torch.Tensor, fmt: str, alpha: torch.Tensor | None = None) -> bytes:
@@ -72,3 +84,9 @@ def image_response(rgb: torch.Tensor, image: DecodedImage, opts: Options, meta: 
     h, w = image.size
     doc = {"image": base64.b64encode(data).decode("ascii"), "content_type": ctype, "width": w, "height": h, **meta}
     return Response(200, "application/json", json.dumps(doc).encode("utf-8"))
+
+
+def internal_error() -> Response:
+    """A 500 JSON for a fault of the server on one request (logged server-side; nothing of the request echoed)."""
+    doc = {"code": 500, "error": "internal_error", "message": "the server failed on this request (logged); retry"}
+    return Response(500, "application/json", json.dumps(doc).encode("utf-8"))

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,18 @@ from torch import nn
 
 import chromaflow
 from chromaflow import color
-from chromaflow.serving.request import DecodedImage, Options, Request, RequestError, decode_image, parse_options
-from chromaflow.serving.response import Response, error_response, image_response
+from chromaflow.serving.isolation import guarded, run_isolated
+from chromaflow.serving.request import (
+    JSON_CONTENT_TYPE,
+    DecodedImage,
+    Options,
+    Request,
+    decode_image,
+    json_object,
+    media_type,
+    parse_options,
+)
+from chromaflow.serving.response import Response, image_response, strips
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +49,16 @@ class ServiceConfig:
     """Handler settings (the ``handler:`` section of ``serving/model-config.yaml``).
 
     ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
-    ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave).
+    ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave);
+    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler,
+    :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     size: int = 256
     method: str = "annealed_mean"
     num_threads: int = 0
+    max_memory_mb: int = 0
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
@@ -68,6 +81,35 @@ def pick_device(gpu_id: int | str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def lightness(img: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """CIE L of an image, strip by strip (memory: the output plus one strip of Lab).
+
+    Args:
+        img: ``(3, H, W)`` uint8 in [0, 255] (the lookup-table path of ``color.rgb_to_lab``) or float in [0, 1].
+    Returns:
+        ``(1, 1, H, W)`` float32 L in [0, 100] on ``device`` (default: ``img``'s).
+    """
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"lightness: image must be (3, H, W), got {tuple(img.shape)}")
+    h, w = int(img.shape[1]), int(img.shape[2])
+    out = torch.empty(1, 1, h, w, dtype=torch.float32, device=device or img.device)
+    for rows in strips(h, w):
+        x = img[:, rows].to(out.device)
+        out[0, 0, rows] = color.rgb_to_lab(x if x.dtype == torch.uint8 else x.float())[0]
+    return out
+
+
+def recombine(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Full-resolution ``L (1, 1, H, W)`` + low-resolution ``ab (1, 2, h, w)`` (upsampled bilinearly) -> float
+    RGB ``(3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
+    h, w = int(L.shape[2]), int(L.shape[3])
+    ab = F.interpolate(ab.float(), size=(h, w), mode="bilinear", align_corners=False)
+    out = torch.empty(3, h, w, dtype=torch.float32, device=L.device)
+    for rows in strips(h, w):
+        out[:, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))[0]
+    return out
+
+
 @torch.inference_mode()
 def colorize_batch(
     model: nn.Module,
@@ -87,7 +129,8 @@ def colorize_batch(
 
     Returns:
         per image, float RGB ``(3, H_i, W_i)`` in [0, 1] on the model's device (full-resolution L,
-        predicted ab upsampled bilinearly).
+        predicted ab upsampled bilinearly). The full-resolution work goes in strips (:func:`lightness`,
+        :func:`recombine`): a 12 MP image needs ~0.3 GB, not ~2.5 GB.
     """
     if not images:
         return []
@@ -102,9 +145,7 @@ def colorize_batch(
     for i, img in enumerate(images):
         if img.ndim != 3 or img.shape[0] != 3:
             raise ValueError(f"colorize_batch: image {i} must be (3, H, W), got {tuple(img.shape)}")
-        x = img.to(device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        L = color.rgb_to_lab(x[None])[:, :1]  # (1, 1, H, W) in [0, 100]
+        L = lightness(img, device)  # (1, 1, H, W) in [0, 100]
         Ls.append(L)
         smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
     pred = model(((torch.cat(smalls) - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
@@ -116,8 +157,7 @@ def colorize_batch(
         else:
             t = contract["T"] if temps[i] is None else temps[i]
             ab = color.decode_ab(p, method=method, T=t)  # (1, 2, size/4, size/4)
-        ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        outs.append(color.lab_to_rgb(torch.cat([L, ab], dim=1))[0])
+        outs.append(recombine(L, ab))
     return outs
 
 
@@ -216,27 +256,35 @@ class ColorizeService(ModelService):
     def handle(self, requests: Sequence[Request]) -> list[Response]:
         """Decode and validate every request, colorize the valid ones in one batch, encode every answer.
 
-        Bad requests get their 4xx JSON error; they never fail the others in the batch.
+        Each request is parsed, validated and answered under its own guard (:mod:`.isolation`): a bad one gets
+        its 4xx JSON, a server fault on one its 500 JSON; neither touches the others in the batch.
         """
         responses: list[Response | None] = [None] * len(requests)
         ok: list[tuple[int, DecodedImage, Options]] = []
         for i, req in enumerate(requests):
-            try:
-                opts = parse_options(req)
-                ok.append((i, decode_image(req, max_pixels=self.config.max_pixels), opts))
-            except RequestError as e:
-                log.info("request %d rejected: %d %s: %s", i, e.status, e.kind, e.message)
-                responses[i] = error_response(e)
-        if ok:
-            outs = colorize_batch(
-                self.model,
-                [img.rgb for _, img, _ in ok],
-                [o.T for _, _, o in ok],
-                size=self.config.size,
-                method=self.config.method,
-            )
-            T_default = self.model.config["contract"]["T"]
-            for (i, img, opts), rgb in zip(ok, outs, strict=True):
-                meta = {"T": T_default if opts.T is None else opts.T, "model": self.model_info}
-                responses[i] = image_response(rgb, img, opts, meta)
+            parsed, err = guarded(f"request {i}", self._parse, req)
+            if err is not None:
+                responses[i] = err
+            else:
+                ok.append((i, *parsed))  # type: ignore[misc]
+        T_default = self.model.config["contract"]["T"]
+
+        def compute(jobs: Sequence[tuple[int, DecodedImage, Options]]) -> list[torch.Tensor]:
+            imgs, temps = [img.rgb for _, img, _ in jobs], [o.T for _, _, o in jobs]
+            return colorize_batch(self.model, imgs, temps, size=self.config.size, method=self.config.method)
+
+        for (i, img, opts), rgb in zip(ok, run_isolated("colorize batch", compute, ok), strict=True):
+            if isinstance(rgb, Response):
+                responses[i] = rgb
+                continue
+            meta = {"T": T_default if opts.T is None else opts.T, "model": self.model_info}
+            answer, err = guarded(f"request {i} (encoding)", image_response, rgb, img, opts, meta)
+            responses[i] = answer if err is None else err
         return responses  # type: ignore[return-value]
+
+    def _parse(self, req: Request) -> tuple[DecodedImage, Options]:
+        json_typed = media_type(req.content_type) == JSON_CONTENT_TYPE
+        if req.body is not None and (json_typed or not isinstance(req.body, bytes | bytearray | str)):
+            req = replace(req, body=json_object(req.body))  # once, bounded; options may sit in the JSON object
+        opts = parse_options(req)
+        return decode_image(req, max_pixels=self.config.max_pixels), opts

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import Request
 from chromaflow.serving.response import Response
 from chromaflow.serving.service import pick_device
@@ -48,21 +49,53 @@ def request_from_torchserve(item: Mapping[str, Any] | None, headers: Mapping[str
 
 
 def handle_torchserve(service: Any, data: Sequence[Mapping[str, Any]] | None, context: Any) -> list[bytes]:
-    """Run ``service.handle`` on a TorchServe batch; set each item's status and content type on ``context``."""
+    """Run ``service.handle`` on a TorchServe batch; set each item's status and content type on ``context``.
+
+    Every item answers on its own: an item TorchServe hands over malformed gets a 500 JSON, and should
+    ``service.handle`` itself raise, the batch is answered one request at a time
+    (:func:`~chromaflow.serving.isolation.run_isolated`), so the exception stays with the request that causes it.
+    """
     data = list(data or [])
-    requests = [request_from_torchserve(item, context.get_all_request_header(i)) for i, item in enumerate(data)]
-    responses: list[Response] = service.handle(requests)
+    responses: list[Response | None] = [None] * len(data)
+    requests: list[tuple[int, Request]] = []
+    for i, item in enumerate(data):
+        req, err = guarded(
+            f"item {i}", lambda i, item: request_from_torchserve(item, context.get_all_request_header(i)), i, item
+        )
+        if err is not None:
+            responses[i] = err
+        else:
+            requests.append((i, req))  # type: ignore[arg-type]
+    answers = run_isolated("handler", lambda batch: service.handle([r for _, r in batch]), requests)
+    for (i, _), r in zip(requests, answers, strict=True):
+        responses[i] = r
     for i, r in enumerate(responses):
         context.set_response_status(code=r.status, phrase=r.reason, idx=i)
         context.set_response_content_type(i, r.content_type)
     return [r.body for r in responses]
 
 
+def limit_worker_memory(limit_mb: int) -> None:
+    """Cap this process's data memory (``RLIMIT_DATA``: heap and private mappings, what tensors use) at
+    ``limit_mb`` MiB. Past it an allocation fails inside one request, which then gets a 500 JSON (the batch is
+    retried one request at a time, :func:`~chromaflow.serving.isolation.run_isolated`) instead of the machine
+    swapping or the kernel killing the worker."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = limit_mb << 20
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    log.info("worker data memory limited to %d MiB", soft >> 20)
+
+
 class TorchServeHandler:
     """Base of the handler files in ``serving/``: each defines one subclass naming its ``service_class``.
 
     ``initialize(context)`` builds ``service_class.from_model_dir`` from the unpacked archive (``model_dir``), the
-    ``handler:`` section of its model-config.yaml and the worker's device; ``handle(data, context)`` answers a
+    ``handler:`` section of its model-config.yaml and the worker's device, then applies the config's
+    ``max_memory_mb`` (:func:`limit_worker_memory`); ``handle(data, context)`` answers a
     batch through :func:`handle_torchserve`. (TorchServe requires exactly one class *defined* in a handler file;
     imported ones, like this base, do not count.)
     """
@@ -77,6 +110,9 @@ class TorchServeHandler:
         props = context.system_properties
         config = (context.model_yaml_config or {}).get("handler", {})
         self.service = self.load_service(props["model_dir"], config, pick_device(props.get("gpu_id")), context)
+        limit_mb = getattr(self.service.config, "max_memory_mb", 0)
+        if limit_mb > 0:
+            limit_worker_memory(limit_mb)
         self.initialized = True
 
     def load_service(self, model_dir: str, config: Mapping[str, Any], device: torch.device, context: Any) -> Any:
