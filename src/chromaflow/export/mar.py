@@ -360,7 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    parser.add_argument("--name", default=None, help="model name in TorchServe (default: the registered name)")
+    parser.add_argument(
+        "--name", default=None, help="model name in TorchServe (default: its kind's: colorize, colorize_guided, lpips)"
+    )
     parser.add_argument("--version", default=None, help="archive version (default: the registry version)")
     parser.add_argument("--batch-size", type=int, default=None, help="override batchSize of serving/model-config.yaml")
     parser.add_argument("--max-batch-delay", type=int, default=None, help="override maxBatchDelay (ms)")
