@@ -141,6 +141,9 @@ def quiet_output(log_path: Path) -> Iterator[Path]:
         try:
             with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
                 yield log_path
+        except BaseException:
+            console.write(f"demo: stopped; everything the steps printed is in {log_path}\n")
+            raise
         finally:
             _console = None
             for h, old in swapped:

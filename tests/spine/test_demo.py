@@ -156,3 +156,25 @@ def test_closing_hint_is_the_venv_mlflow_and_no_xdg_open_when_headless(tmp_path,
     (tmp_path / ".venv" / "bin" / "mlflow").symlink_to(mlflow_bin)  # a checkout's own venv: the short form
     demo.print_summary(res, None)
     assert "Browse MLflow:        .venv/bin/mlflow ui" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"), [(["demo"], False), (["demo", "--verbose"], True), (["-v", "demo"], True)]
+)
+def test_demo_verbose_flag_reaches_main(argv, verbose):
+    from chromaflow.cli import build_parser
+
+    args = build_parser(only="demo").parse_args(argv)
+    assert bool(args.demo_verbose or args.verbose) is verbose
+
+
+def test_a_failing_demo_says_where_its_log_is(tmp_path, capsys):
+    import argparse
+
+    args = argparse.Namespace(out=str(tmp_path / "d"), params=str(tmp_path / "nope.yaml"), steps=None, serve=False,
+                              demo_verbose=False, verbose=False)  # fmt: skip
+    assert demo.main(args) == 2
+    shown = capsys.readouterr()
+    log_path = tmp_path / "d" / "demo.log"
+    assert f"demo: stopped; everything the steps printed is in {log_path}" in shown.out
+    assert f"(the last 40 lines of {log_path})" in shown.err
