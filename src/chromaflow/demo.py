@@ -11,10 +11,12 @@
 2. tracked in MLflow (SQLite under ``<out>/mlflow``): runs, the registered model, the ``champion`` alias;
 3. the exported ``.mar`` served by TorchServe (:func:`chromaflow.serve.start_server`) and called once with a
    sample photo;
-4. a self-contained ``<out>/report.html`` (inputs, colorizations, metrics, the promotion decision, timings).
+4. a self-contained ``<out>/report.html`` (inputs, colorizations, one table of champion, challenger, baselines and
+   the gate decision, the promotion decisions, timings).
 
 Everything lands under ``--out``; nothing outside it is written (the MLflow experiment's artifact root is
-``<out>/mlflow/artifacts``).
+``<out>/mlflow/artifacts``). The console gets a line per stage and per pipeline task, then the summary; what the
+steps print goes to ``<out>/demo.log`` (``--verbose``: to the console instead).
 """
 
 from __future__ import annotations
