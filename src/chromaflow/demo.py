@@ -11,20 +11,27 @@
 2. tracked in MLflow (SQLite under ``<out>/mlflow``): runs, the registered model, the ``champion`` alias;
 3. the exported ``.mar`` served by TorchServe (:func:`chromaflow.serve.start_server`) and called once with a
    sample photo;
-4. a self-contained ``<out>/report.html`` (inputs, colorizations, metrics, the promotion decision, timings).
+4. a self-contained ``<out>/report.html`` (inputs, colorizations, one table of champion, challenger, baselines and
+   the gate decision, the promotion decisions, timings).
 
 Everything lands under ``--out``; nothing outside it is written (the MLflow experiment's artifact root is
-``<out>/mlflow/artifacts``).
+``<out>/mlflow/artifacts``). The console gets a line per stage and per pipeline task, then the summary; what the
+steps print goes to ``<out>/demo.log`` (``--verbose``: to the console instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
+import io as _io
 import logging
+import os
+import re
 import shutil
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,94 @@ def pipeline_arguments(root: Path, params: Mapping[str, Any], uri: str, steps: i
         "tracking_uri": uri,
     }
     return args
+
+
+_console: Any = None  # where progress lines go while the demo's other output is captured (see quiet_output)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_KFP_START = re.compile(r"Executing task '([^']+)'")
+_KFP_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+
+def say(line: str) -> None:
+    """A progress line for the person running the demo (shown even when the rest goes to the log)."""
+    out = _console or sys.stdout
+    out.write(f"demo: {line}\n")
+    out.flush()
+
+
+def _progress_line(line: str) -> str | None:
+    """The line a KFP local-runner log line becomes on the console, or None (log file only)."""
+    text = _ANSI.sub("", line)
+    if m := _KFP_START.search(text):
+        return f"demo:     task {m[1]} ..."
+    if (m := _KFP_END.search(text)) and m[2] != "SUCCESS":
+        return f"demo:     task {m[1]}: {m[2]} (details in the log)"
+    return None
+
+
+class _LogTee(_io.TextIOBase):
+    """A text stream that writes everything to ``log`` and only the lines ``_progress_line`` keeps to ``console``."""
+
+    def __init__(self, log: Any, console: Any) -> None:
+        self.log, self.console, self._buf = log, console, ""
+
+    def write(self, s: str) -> int:
+        self.log.write(s)
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            shown = _progress_line(line)
+            if shown:
+                self.console.write(shown + "\n")
+                self.console.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def isatty(self) -> bool:  # tqdm bars become periodic log lines (chromaflow.logs.progress)
+        return False
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        h
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+
+
+@contextlib.contextmanager
+def quiet_output(log_path: Path) -> Iterator[Path]:
+    """Send what the demo's steps print (the KFP local runner's executor-input JSON and task logs, library
+    log lines, MLflow's notices) to ``log_path``; only :func:`say` lines and the pipeline's task names reach
+    the console. Logging handlers bound to the console are pointed at the log for the duration."""
+    global _console
+    console = sys.stdout
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as f:
+        tee = _LogTee(f, console)
+        terminals = {id(x) for x in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+        swapped = [(h, h.stream) for h in _stream_handlers() if id(h.stream) in terminals]
+        for h, _ in swapped:
+            h.setStream(tee)
+        _console = console
+        try:
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+                yield log_path
+        except BaseException:
+            console.write(f"demo: stopped; everything the steps printed is in {log_path}\n")
+            raise
+        finally:
+            _console = None
+            for h, old in swapped:
+                h.setStream(old)
+            for h in _stream_handlers():  # handlers created meanwhile must not outlive the log file
+                if h.stream is tee:
+                    h.setStream(sys.stderr)
 
 
 def _prepare_tracking(mlflow_dir: Path, experiment: str) -> str:
@@ -162,6 +257,66 @@ def _serve_once(mar: Path, run_dir: Path, photo: Path, out_png: Path) -> dict[st
     return {"url": url, "status": r.status_code, "start_s": round(started, 1), "latency_s": round(latency, 2)}
 
 
+BASELINES = ("Gray", "Random")  # rows of the evaluation a trained model should beat
+HIGHER_IS_BETTER = ("auc_raw", "auc_rebal", "psnr")  # the metrics a "below a baseline" sentence looks at
+METRIC_LABELS = {"auc_raw": "raw AuC", "auc_rebal": "rebalanced AuC", "psnr": "PSNR"}
+
+
+def comparison(result: Mapping[str, Any]) -> tuple[list[list[Any]], list[str], list[str]]:
+    """The report's one table: champion, challenger, baselines and the gate decision; and sentences on it.
+
+    ``result``: :func:`run_demo`'s dict (``evaluation``: the challenger's metrics with its baseline rows;
+    ``champion``: the shipped champion's metrics on the same frozen set, or None; ``decision``; ``arguments``).
+    Returns ``(rows, columns, notes)``: a metric column that no row fills (the classifier's, when no classifier
+    was given) is left out; ``notes`` says, for the champion and the challenger, where they sit below a baseline
+    and why.
+    """
+    ev, d, args = result["evaluation"], result["decision"], result.get("arguments") or {}
+    ev_rows = ev.get("rows") or {}
+    champ = result.get("champion")
+    ch = d.get("challenger") or {}
+    promoted = bool(d.get("promoted"))
+    failed = [r for r in d.get("results", []) if not r.get("passed")]
+    verdict = "promoted to champion" if promoted else "not promoted"
+    if failed:
+        verdict += ": " + ", ".join(f"{r['metric']} {r['delta']:+.2f} < {r['min_margin']:+g}" for r in failed)
+    width = args.get("width")
+    quick = f"quick width-1/{round(1 / width)}" if width else "quick"
+    named: list[tuple[str, Mapping[str, Any], str]] = []
+    if champ:
+        label = f"Champion: shipped model (weights/colorization) v{champ.get('version', '?')}"
+        named.append((label, champ["metrics"], "replaced" if promoted else "stays champion"))
+    steps = f", {args['steps']} steps" if args.get("steps") else ""
+    challenger = f"Challenger: {quick} model{steps} (this run) v{ch.get('version', '?')}"
+    named.append((challenger, ev_rows.get("Ours") or {k: ev.get(k) for k in METRIC_KEYS}, verdict))
+    named += [(f"Baseline: {b}", ev_rows[b], "") for b in ("Ground truth", *BASELINES) if b in ev_rows]
+    keys = [k for k in METRIC_KEYS if any(m.get(k) is not None for _, m, _ in named)]
+    rows = [[label, *(m.get(k) for k in keys), gate] for label, m, gate in named]
+    notes = []
+    why = {
+        "Champion": "class rebalancing trades raw AuC and PSNR, which desaturated pixels dominate, for vivid rare "
+        "colours (thesis Table 2.1); the gates weigh the rebalanced AuC first.",
+        "Challenger": f"it is a {quick} network trained for about 1-2 minutes of CPU, there to exercise the "
+        "pipeline and the promotion gates, not to beat the shipped model.",
+    }
+    for label, m, _ in named[: 2 if champ else 1]:
+        below = []
+        for b in BASELINES:
+            worse = [k for k in HIGHER_IS_BETTER if _lt(m.get(k), ev_rows.get(b, {}).get(k))]
+            if worse:
+                below.append(
+                    f"{b} on " + " and ".join(f"{METRIC_LABELS[k]} ({m[k]:.2f} vs {ev_rows[b][k]:.2f})" for k in worse)
+                )
+        if below:
+            who = label.split(":")[0]
+            notes.append(f"The {who.lower()} sits below " + "; below ".join(below) + ": " + why[who])
+    return rows, ["row", *keys, "gate decision"], notes
+
+
+def _lt(a: Any, b: Any) -> bool:
+    return isinstance(a, int | float) and isinstance(b, int | float) and a < b
+
+
 def _report(out: Path, result: Mapping[str, Any], photo: Path | None, served: Path | None) -> Path:
     """``<out>/report.html``: inputs and colorizations, metrics, the promotion decision, timings."""
     from PIL import Image
@@ -184,13 +339,14 @@ def _report(out: Path, result: Mapping[str, Any], photo: Path | None, served: Pa
     if result.get("champion_gallery"):
         sections.append(("The champion on the committed sample", result["champion_gallery"]))
     ev = result["evaluation"]
-    rows = [[name] + [row.get(k) for k in METRIC_KEYS] for name, row in (ev.get("rows") or {}).items()]
+    rows, columns, notes = comparison(result)
     sections.append(
         (
-            f"Metrics on the sample's val split ({ev.get('n_images', '?')} images)",
-            R.html_table(rows, ["row", *METRIC_KEYS])
-            + "<p>AuC in %, PSNR in dB. Gallery and temperature sweep: <a href='evaluation/report.html'>"
-            "evaluation/report.html</a>.</p>",
+            f"Champion, challenger and baselines on the sample's val split ({ev.get('n_images', '?')} images)",
+            R.html_table(rows, columns)
+            + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+            + "<p>AuC in %, PSNR in dB. The challenger's gallery and temperature sweep: "
+            "<a href='evaluation/report.html'>evaluation/report.html</a>.</p>",
         )
     )
     seed = result.get("seed_decision")
@@ -256,9 +412,16 @@ def run_demo(
 
     uri = _prepare_tracking(out / "mlflow", "colorization")
     t0 = time.monotonic()
+    say("1/4 champion: evaluating the shipped model on the frozen set and registering it")
     seed_decision = seed_champion(root, cfg, uri, out)
+    champion = None
+    if seed_decision is not None:
+        champ_metrics = io.read_json(out / "frozen_eval" / "champion" / "metrics.json")
+        version = (seed_decision.get("challenger") or {}).get("version")
+        champion = {"version": version, "metrics": (champ_metrics.get("rows") or {}).get("Ours", champ_metrics)}
     timings["seed champion (shipped model)"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
+    say("2/4 pipeline: prepare -> stats -> train (the quick challenger) -> evaluate -> promote -> export")
     args = pipeline_arguments(root, cfg, uri, steps)
     kfp_root = out / "kfp"
     before = set(kfp_root.glob("*")) if kfp_root.is_dir() else set()
@@ -291,6 +454,7 @@ def run_demo(
         "evaluation": {k: ev.get(k) for k in ("n_images", "eval_set", "rows", *METRIC_KEYS)},
         "decision": decision,
         "seed_decision": seed_decision,
+        "champion": champion,
         "arguments": args,
         "serve": None,
         "timings": timings,
@@ -299,10 +463,12 @@ def run_demo(
     served = out / "served.png"
     if serve:
         t0 = time.monotonic()
+        say("3/4 serving: TorchServe with the exported archive, one photo colorized over HTTP")
         result["serve"] = _serve_once(mar, out / "serve", photo, served)
         result["paths"]["served colorization"] = str(served)
         timings["serve + one call"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
+    say("4/4 report: the champion's colorizations of the sample, the comparison table")
     if seed_decision is not None:
         result["champion_gallery"] = _champion_gallery(root, cfg["prepare"]["source"])
     _report(out, result, photo if serve else None, served if serve else None)
@@ -318,24 +484,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, help="params.yaml to read (default: the project's)")
     parser.add_argument("--steps", type=int, default=None, help="override train.steps of params.yaml")
     parser.add_argument("--no-serve", dest="serve", action="store_false", help="skip TorchServe (no Java needed)")
+    parser.add_argument(
+        "--verbose",
+        dest="demo_verbose",
+        action="store_true",
+        help="print everything the steps print (KFP task logs, library logs); default: progress lines and "
+        "the summary, the rest in <out>/demo.log",
+    )
+
+
+def _venv_command(name: str) -> str:
+    """``name`` beside this interpreter, as ``.venv/bin/<name>`` when that is the same file (``make install``'s
+    venv, run from the checkout), else its absolute path: the hint must work without an activated venv."""
+    path = Path(sys.executable).parent / name
+    local = Path(".venv") / "bin" / name
+    with contextlib.suppress(OSError):
+        if local.resolve() == path.resolve():
+            return str(local)
+    return str(path)
+
+
+def print_summary(res: Mapping[str, Any], log_path: Path | None) -> None:
+    """The closing summary: the comparison table, the gate's reasons, timings, paths, how to look further."""
+    from chromaflow.evaluate import report as R
+
+    rows, columns, notes = comparison(res)
+    print("\n== chromaflow demo: done" + (f" (everything the steps printed: {log_path})" if log_path else ""))
+    print(R.markdown_table(rows, columns), end="")
+    for n in notes:
+        print(f"  {n}")
+    d = res["decision"]
+    print("promotion: " + "; ".join(d.get("reasons", [])))
+    print("timings (s): " + ", ".join(f"{k.strip()} {v:.1f}" for k, v in res["timings"].items()))
+    for k, v in res["paths"].items():
+        print(f"  {k:<22} {v}")
+    graphical = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and shutil.which("xdg-open")
+    opener = "xdg-open " if graphical else ""
+    print(f"\nOpen the report:      {opener}{res['paths']['report']}")
+    print(
+        f"Browse MLflow:        {_venv_command('mlflow')} ui --backend-store-uri {res['paths']['mlflow store']} --port 5000"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    verbose = bool(getattr(args, "demo_verbose", False) or getattr(args, "verbose", False))
+    log_path = None if verbose else Path(args.out).resolve() / "demo.log"
+    run = contextlib.nullcontext() if log_path is None else quiet_output(log_path)
     try:
-        res = run_demo(args.out, params=args.params, steps=args.steps, serve=args.serve)
+        with run:
+            res = run_demo(args.out, params=args.params, steps=args.steps, serve=args.serve)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         log.error("demo: %s", e)
+        if log_path is not None and log_path.is_file():
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+            print("\n".join(tail) + f"\n(the last 40 lines of {log_path})", file=sys.stderr)
         return 2
-    d = res["decision"]
-    print("\n== chromaflow demo: done")
-    for k, v in res["paths"].items():
-        print(f"  {k:<22} {v}")
-    m = res["evaluation"]
-    print("  metrics               " + ", ".join(f"{k}={m[k]:.2f}" for k in METRIC_KEYS if isinstance(m.get(k), float)))
-    print(f"  promotion             {'promoted' if d.get('promoted') else 'not promoted'}: {'; '.join(d['reasons'])}")
-    print("  timings (s)")
-    for k, v in res["timings"].items():
-        print(f"    {k:<20} {v:>7.1f}")
-    print(f"\nOpen the report:      xdg-open {res['paths']['report']}")
-    print(f"Browse MLflow:        mlflow ui --backend-store-uri {res['paths']['mlflow store']} --port 5000")
+    print_summary(res, log_path)
     return 0

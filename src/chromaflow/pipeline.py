@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,14 @@ def run_local(
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.monotonic()
     try:
-        task = func(**args)
+        with warnings.catch_warnings():
+            # Expected with SubprocessRunner(use_venv=False), said once per task: our components name the
+            # project's image (not a "python" one) and declare cpu/memory/accelerator for clusters; locally
+            # every task runs in this interpreter's environment, which is the image's, and the limits do not
+            # apply. See the module docstring.
+            warnings.filterwarnings("ignore", message=r".*custom or non-Python base image", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message=r"Task '.*': settings .* have no effect in the current local")
+            task = func(**args)
     except Exception as e:  # kfp raises RuntimeError with the failing task's name
         raise RuntimeError(f"pipeline {name!r} failed locally: {e}") from e
     outputs = {k: getattr(v, "path", v) for k, v in (getattr(task, "outputs", None) or {}).items()}

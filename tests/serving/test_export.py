@@ -60,17 +60,19 @@ def test_registry_uri_carries_version_and_lineage(tmp_path, monkeypatch):
         seen["uri"] = uri
         model = tiny_model()
         sha = save_weights(model, Path(dst) / "model.safetensors")
-        info = {"name": "colorizer", "version": "7", "run_id": "abc", "aliases": ["champion"], "weights_sha256": sha,
+        info = {"name": "chromaflow-colorization", "version": "7", "run_id": "abc", "aliases": ["champion"], "weights_sha256": sha,
                 "tags": {"chromaflow.git_commit": "deadbeef", "chromaflow.data_hash": "d41d", "other": "x"}}  # fmt: skip
         return model, info
 
     monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
-    mar = export_mar("models:/colorizer@champion", tmp_path)
-    assert seen["uri"] == "models:/colorizer@champion" and mar.name == "colorizer.mar"
+    mar = export_mar("models:/chromaflow-colorization@champion", tmp_path)
+    # served by its kind's one name, whatever the registry calls it; the registered name stays in the metadata
+    assert seen["uri"] == "models:/chromaflow-colorization@champion" and mar.name == "colorize.mar"
     meta = json.loads(zipfile.ZipFile(mar).read("chromaflow_model.json"))
+    assert meta["name"] == "colorize" and meta["registered_name"] == "chromaflow-colorization"
     assert meta["version"] == "7" and meta["run_id"] == "abc" and meta["aliases"] == ["champion"]
     assert meta["lineage"] == {"chromaflow.git_commit": "deadbeef", "chromaflow.data_hash": "d41d"}
-    assert json.loads((tmp_path / "colorizer.json").read_text())["lineage"] == meta["lineage"]
+    assert json.loads((tmp_path / "colorize.json").read_text())["lineage"] == meta["lineage"]
     assert json.loads(zipfile.ZipFile(mar).read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"] == "7"
 
 

@@ -69,7 +69,7 @@ def test_gray_photo_becomes_colour_and_json_envelope(server, sample_dir):
     r = post(server, encode(gray), Accept="application/json")
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     doc = r.json()
-    assert (doc["height"], doc["width"]) == gray.shape and doc["model"]["name"] == "colorizer"
+    assert (doc["height"], doc["width"]) == gray.shape and doc["model"]["name"] == "colorize"
     out = np.asarray(Image.open(io.BytesIO(base64.b64decode(doc["image"]))))
     assert np.abs(rgb2lab(out)[..., 1:]).max() > 5.0  # gray in, colour out
 

@@ -309,3 +309,13 @@ def test_unknown_kind_is_refused_at_registration(uri, tmp_path, kind_files):
     with pytest.raises(ValueError, match="multiple of 8"):
         log_model(kind_files["siggraph17"], model_name, None, size=36, uri=uri)
     assert not client.search_registered_models(filter_string=f"name = '{model_name}'")
+
+
+def test_defining_the_pyfunc_model_raises_no_type_hint_warning():
+    """MLflow's "Add type hints to the `predict` method" fired at each registration and load (4 times a demo)."""
+    import runpy
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        runpy.run_path(str(registry.PYFUNC_FILE))  # what MLflow does on each log_model / load_model
+    assert not [w for w in seen if "type hints" in str(w.message)], [str(w.message) for w in seen]

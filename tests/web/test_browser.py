@@ -54,7 +54,7 @@ def site(guided_weights, tmp_path_factory):
     try:
         assert main(argv) == 0
         state = json.loads((run / "server.json").read_text())
-        assert state["model_names"] == ["colorizer", "colorize_guided", "palette", "gamut"]
+        assert state["model_names"] == ["colorize", "colorize_guided", "palette", "gamut"]
         yield state
     finally:
         stop_server(run)
@@ -75,8 +75,11 @@ def test_upload_hint_palette_pick_and_download(site, photo, guided_weights, tmp_
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(site["gateway_url"])
+            # empty state: a sentence, not an <img> without src (a broken-image icon)
+            assert page.is_hidden("#result") and page.is_visible("#result-empty")
             page.set_input_files("#file", str(photo_path))
             page.wait_for_selector('#result[data-renders="1"]', timeout=60_000)  # the automatic colorization
+            assert page.is_visible("#result") and page.is_hidden("#result-empty")
             assert page.evaluate("window.chromaflow.state.endpoints.colorize") is True
             page.click("#input-canvas", position={"x": 60, "y": 40})  # canvas is 144x96: 1 px = 1 image px
             page.wait_for_selector("#palette .swatch", timeout=60_000)

@@ -1,7 +1,7 @@
 """``chromaflow export``: a TorchServe ``.mar`` from a registered model (or a local weights file).
 
-    chromaflow export --model models:/colorizer@champion --out runs/export
-    chromaflow export --weights runs/demo/train/model.safetensors --name colorizer --out runs/export
+    chromaflow export --model models:/chromaflow-colorization@champion --out runs/export   # -> colorize.mar
+    chromaflow export --weights runs/demo/train/model.safetensors --out runs/export        # -> colorize.mar
 
 The archive holds only data and the thin handler, never a pickled model object:
 
@@ -61,7 +61,7 @@ SERVING_DIR = REPO / "serving"  # handler + model config templates (the repo's s
 HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"
-DEFAULT_NAME = "colorizer"
+DEFAULT_NAME = "colorize"  # the automatic model's one served name (/predictions/colorize)
 GUIDED_MODELS = frozenset({"siggraph17"})  # registry names served by the user-guided handler
 
 
@@ -226,9 +226,9 @@ def export_mar(
             (or of a ``train --task lpips`` output, converted). An LPIPS registration is packed from its
             downloaded weights file (sha256 equal to the version's tag), not re-saved.
         tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
-        name: model name in TorchServe (default: the registered name, or ``colorizer`` / ``colorize_guided``
-            for a file, by its kind; ``lpips`` for any LPIPS model, registered or not: the ``/predictions/lpips``
-            endpoint).
+        name: model name in TorchServe (default: the served name of the model's kind, registered or not:
+            ``colorize``, ``colorize_guided`` or ``lpips``, so one model has one URL whatever its registry name;
+            the registered name is kept in the archive's metadata).
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
         handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
@@ -263,8 +263,7 @@ def export_mar(
             uri = str(src.resolve())
         cfg = _model_config(batch_size, max_batch_delay_ms, handler_config, kind)
         info["name"] = info["name"] or kind.default_name
-        default = kind.default_name if config.get("kind") == "lpips" else info["name"]  # LPIPS: /predictions/lpips
-        name = name or re.sub(r"[^A-Za-z0-9_\-.]", "-", default)
+        name = name or kind.default_name  # served by kind: /predictions/colorize whatever the registry calls it
         if not NAME_RE.match(name):
             raise ValueError(f"export_mar: name {name!r} must match {NAME_RE.pattern}")
         meta = {
@@ -353,7 +352,7 @@ def _archive(stage: Path, name: str, version: str, handler: str = HANDLER, weigh
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="registered model URI, e.g. models:/colorizer@champion")
+    src.add_argument("--model", help="registered model URI, e.g. models:/chromaflow-colorization@champion")
     src.add_argument(
         "--weights",
         type=Path,
@@ -361,7 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    parser.add_argument("--name", default=None, help="model name in TorchServe (default: the registered name)")
+    parser.add_argument(
+        "--name", default=None, help="model name in TorchServe (default: its kind's: colorize, colorize_guided, lpips)"
+    )
     parser.add_argument("--version", default=None, help="archive version (default: the registry version)")
     parser.add_argument("--batch-size", type=int, default=None, help="override batchSize of serving/model-config.yaml")
     parser.add_argument("--max-batch-delay", type=int, default=None, help="override maxBatchDelay (ms)")
