@@ -80,21 +80,33 @@ def test_too_many_pixels_from_the_header_only():
     assert e.status == 413 and "400" in e.message
 
 
-def test_unsupported_mode_and_format():
-    cmyk = Image.new("CMYK", (8, 8), (10, 20, 30, 40))
+def test_odd_modes_and_formats_follow_the_policy_of_prepare_and_colorize():
+    """One accept/convert policy (data.images.accept_image): CMYK, 16-bit and animated files are converted, NaN
+    pixels are 415, formats outside the policy are not even tried (400)."""
     import io
 
-    buf = io.BytesIO()
-    cmyk.save(buf, format="JPEG")
-    e = rejected(Request(buf.getvalue(), "image/jpeg"))
-    assert (e.status, e.kind) == (415, "unsupported_mode") and "CMYK" in e.message
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((4, 4), np.uint16)).save(buf, format="PNG")  # 16-bit gray
-    assert rejected(Request(buf.getvalue(), "image/png")).kind == "unsupported_mode"
-    buf = io.BytesIO()
-    Image.fromarray(random_rgb(4, 4)).save(buf, format="GIF")
-    e = rejected(Request(buf.getvalue(), "image/png"))
-    assert (e.status, e.kind) == (415, "unsupported_format")
+    def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    cmyk = encoded(Image.new("CMYK", (8, 8), (10, 20, 30, 40)), "JPEG")
+    got = decode_image(Request(cmyk, "image/jpeg"), max_pixels=MAX)
+    want = np.asarray(Image.open(io.BytesIO(cmyk)).convert("RGB")).transpose(2, 0, 1)
+    assert got.mode == "CMYK" and np.array_equal(got.rgb.numpy(), want)
+    g16 = np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000
+    got = decode_image(Request(encoded(Image.fromarray(g16), "PNG"), "image/png"), max_pixels=MAX)
+    assert np.array_equal(got.rgb.numpy()[0], np.round(g16 / 257.0).astype(np.uint8))  # 16 -> 8 bit, as prepare
+    frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (200, 10)]
+    gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert decode_image(Request(gif, "image/gif"), max_pixels=MAX).rgb.numpy().max() > 150  # frame 0 kept
+    nan = encoded(Image.fromarray(np.full((4, 4), np.nan, np.float32)), "TIFF")
+    assert (rejected(Request(nan, "image/tiff")).status, rejected(Request(nan, "image/tiff")).kind) == (
+        415,
+        "bad_values",
+    )
+    e = rejected(Request(encoded(Image.fromarray(random_rgb(4, 4)), "TGA"), "application/octet-stream"))
+    assert (e.status, e.kind) == (400, "not_an_image")
 
 
 def test_bad_json_and_base64():

@@ -115,12 +115,18 @@ def _cmyk_jpeg() -> bytes:
     return buf.getvalue()
 
 
+def _nan_tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
 BAD = {
     "empty_body": (b"", "image/png", 400),
     "not_an_image": (b"GIF? no. " * 40, "image/png", 400),
     "truncated_image": (encode(random_rgb(64, 64), "JPEG")[:900], "image/jpeg", 400),
     "too_many_pixels": (png_claiming_size(40_000, 40_000), "image/png", 413),
-    "unsupported_mode": (_cmyk_jpeg(), "image/jpeg", 415),
+    "bad_values": (_nan_tiff(), "image/tiff", 415),
     "unsupported_content_type": (b"hello", "text/plain", 415),
 }
 
@@ -133,6 +139,11 @@ def test_bad_input_gets_4xx_json_and_server_keeps_serving(server, kind):
     err = r.json()
     assert err["error"] == kind and err["code"] == status and err["message"]
     assert post(server, encode(random_rgb(12, 10))).status_code == 200
+
+
+def test_a_cmyk_jpeg_is_converted_as_prepare_and_colorize_convert_it(server):
+    r = post(server, _cmyk_jpeg(), "image/jpeg")
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (16, 16)
 
 
 def test_request_over_the_size_limit_is_refused_then_serving_goes_on(server):

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}  # decodable (PIL name -> MIME)
+from chromaflow.data.images import ImageRejected, accept_image, open_image
+
+# decodable (PIL name -> MIME): data.images.ACCEPTED_FORMATS, the one accept/convert policy of prepare,
+# colorize and the endpoints (CMYK, 16-bit, float, palette converted; alpha kept aside and re-attached to PNG)
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "MPO": "image/jpeg",
+                 "GIF": "image/gif", "TIFF": "image/tiff", "BMP": "image/bmp"}  # fmt: skip
 IMAGE_CONTENT_TYPES = frozenset({*IMAGE_FORMATS.values(), "image/jpg", "application/octet-stream"})
 JSON_CONTENT_TYPE = "application/json"
-# PIL modes we colorize; alpha is kept aside and re-attached to PNG output. Others (CMYK, I;16, F...) -> 415.
-SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "La", "RGBa"})
 OUTPUT_FORMATS = ("png", "jpeg")
 T_RANGE = (0.01, 10.0)  # accepted annealed-mean temperatures (T -> 0: mode, T = 1: mean)
 # JSON bodies are measured before they are parsed: deeper nesting or more values than this is 400 too_complex.
@@ -247,24 +248,22 @@ def _image_from_json(body: Any) -> bytes:
 
 
 def decode_image(req: Request, *, max_pixels: int) -> DecodedImage:
-    """Decode and validate the image of ``req`` (PNG, JPEG or WebP; any supported mode; EXIF orientation applied).
+    """Decode and validate the image of ``req`` under the policy of :func:`chromaflow.data.images.accept_image`.
 
     The pixel count is checked from the header before any pixel is decoded (decompression bombs).
     Raises :class:`RequestError`: 400 empty / not an image / truncated or corrupt, 413 too many pixels,
-    415 wrong content type / unsupported format / unsupported mode.
+    415 wrong content type / unsupported format / unsupported mode / NaN pixels.
     """
     data = image_bytes(req)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RequestError(413, "too_many_pixels", f"the image header declares more than {max_pixels} pixels") from None
+        im = open_image(data, max_pixels=max_pixels)
+    except Image.DecompressionBombError as e:
+        raise RequestError(
+            413, "too_many_pixels", f"the image header declares more than {max_pixels} pixels: {e}"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise RequestError(400, "not_an_image", f"the body ({len(data)} bytes) is not a decodable image") from None
     with im:
-        if im.format not in IMAGE_FORMATS:
-            raise RequestError(415, "unsupported_format", f"image format {im.format} is not one of PNG, JPEG, WebP")
         w, h = im.size
         if w * h > max_pixels:
             raise RequestError(
@@ -272,17 +271,14 @@ def decode_image(req: Request, *, max_pixels: int) -> DecodedImage:
             )
         if w < 1 or h < 1:
             raise RequestError(400, "not_an_image", f"the image is {w}x{h}: no pixels")
-        if im.mode not in SUPPORTED_MODES:
-            raise RequestError(
-                415, "unsupported_mode", f"image mode {im.mode} is not supported; use gray, RGB or RGBA (8 bit)"
-            )
         fmt, mode = im.format, im.mode
         try:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+            im, _ = accept_image(im, keep_alpha=True)
+        except ImageRejected as e:
+            raise RequestError(415, e.kind, e.reason) from None
         except (OSError, ValueError, SyntaxError, EOFError) as e:
             raise RequestError(400, "truncated_image", f"the {fmt} image is truncated or corrupt ({e})") from None
-        has_alpha = "A" in im.mode or "a" in im.mode or (im.mode in ("P", "PA") and "transparency" in im.info)
+        has_alpha = im.mode in ("RGBA", "LA")
         rgba = im.convert("RGBA" if has_alpha else "RGB")
     arr = np.asarray(rgba)  # (H, W, 3|4) uint8
     rgb = torch.from_numpy(np.ascontiguousarray(arr[..., :3].transpose(2, 0, 1)))
