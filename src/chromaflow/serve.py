@@ -1,20 +1,20 @@
 """``chromaflow serve``: start / stop TorchServe with an exported archive, everything under one run directory.
 
-    chromaflow serve --mar runs/export/colorizer.mar --run-dir runs/serve          # 8080 / 8081 / 8082
+    chromaflow serve --mar runs/export/colorize.mar --run-dir runs/serve          # 8080 / 8081 / 8082
     curl -H "Authorization: Bearer $(jq -r .inference.key runs/serve/key_file.json)" \\
          -H "Content-Type: image/jpeg" --data-binary @data/sample/kodim01.jpg \\
-         http://127.0.0.1:8080/predictions/colorizer -o out.png
+         http://127.0.0.1:8080/predictions/colorize -o out.png
     chromaflow serve --stop --run-dir runs/serve
 
 Several archives, and the web page (a gateway that holds the token and proxies to TorchServe)::
 
-    chromaflow serve --mar runs/export/colorizer.mar --mar runs/export/colorize_guided.mar \\
+    chromaflow serve --mar runs/export/colorize.mar --mar runs/export/colorize_guided.mar \\
                      --run-dir runs/serve --gateway 8000                          # http://127.0.0.1:8000/
 
 A user-guided archive (``guided_handler.py`` inside) is registered under the three endpoint names
 ``colorize_guided``, ``palette`` and ``gamut`` unless a name is given (``--mar NAME=PATH``).
 
-    >>> with start_server("runs/export/colorizer.mar", "runs/serve-test") as srv:   # free loopback ports
+    >>> with start_server("runs/export/colorize.mar", "runs/serve-test") as srv:   # free loopback ports
     ...     requests.post(srv.predict_url, data=png, headers=srv.auth_headers("image/png"))
 
 The Java frontend is launched directly (not through the ``torchserve`` script, whose pid file in /tmp
@@ -444,7 +444,15 @@ def stop_server(run_dir: str | os.PathLike, timeout_s: float = 60.0) -> bool:
     return running
 
 
+SEND_A_REQUEST = """send a request (token auth is on; the key lies in the run directory):
+  TOKEN=$(.venv/bin/python -c 'import json; print(json.load(open("RUN_DIR/key_file.json"))["inference"]["key"])')
+  curl -sSf -H "Authorization: Bearer $TOKEN" -H "Content-Type: image/jpeg" --data-binary @photo.jpg \\
+       http://127.0.0.1:8080/predictions/colorize -o photo_color.png"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = SEND_A_REQUEST
     parser.add_argument(
         "--mar",
         action="append",

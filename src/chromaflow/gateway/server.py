@@ -51,7 +51,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = {"colorize": "colorizer", "guided": "colorize_guided", "palette": "palette", "gamut": "gamut"}
+DEFAULT_MODELS = {"colorize": "colorize", "guided": "colorize_guided", "palette": "palette", "gamut": "gamut"}
 MAX_BODY = 20 << 20  # TorchServe's max_request_size in serving/config.properties
 JSON_TYPE = "application/json"
 READ_TIMEOUT_S = 30.0  # a whole request must arrive within this (a 20 MiB body needs >= 0.7 MB/s)

@@ -320,10 +320,21 @@ def _rejection(path: Path, status: int, error: str, message: str) -> dict[str, A
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (walked recursively)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (images + colorize.json)")
-    parser.add_argument("--model", default="colorization", help="shipped model in weights/ (colorization | guided)")
+    parser.add_argument(
+        "--model",
+        default="colorization",
+        help="shipped model in weights/: colorization | guided (default: %(default)s)",
+    )
     parser.add_argument("--weights", default=None, help="a save_weights file instead of a shipped model")
-    parser.add_argument("--output", default="png", choices=OUTPUT_FORMATS, help="output image format")
-    parser.add_argument("--T", type=float, default=None, help="annealed-mean temperature (automatic model)")
+    parser.add_argument(
+        "--output", default="png", choices=OUTPUT_FORMATS, help="output image format (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--T",
+        type=float,
+        default=None,
+        help="annealed-mean temperature of the automatic model (default: the model's contract T, 0.38)",
+    )
     parser.add_argument("--size", type=int, default=None, help="network input side (default: the served one)")
     parser.add_argument("--method", default=None, help="annealed_mean | mean | mode (default: the served one)")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
