@@ -359,9 +359,11 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
         log.info("resumed from %s at step %d", resume, start)
 
     raw_model = model
-    fwd: nn.Module = torch.compile(model) if cfg.compile else model
+    fwd: nn.Module = model
     if info.distributed:
         fwd = nn.parallel.DistributedDataParallel(fwd, device_ids=[dev.index] if cuda else None)
+    # --compile: the whole loss (the task's targets + network + loss), not the network alone
+    loss_fn = torch.compile(task.loss) if cfg.compile else task.loss
 
     train_set = task.train_dataset()
     sampler = StreamSampler(
@@ -400,13 +402,13 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     with run_ctx:
         if info.is_main and not cfg.experiment:
             tracking.log_params(run_params)
-        metrics = _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loader, start, history,
+        metrics = _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader, val_loader, start, history,
                         amp=amp, channels_last=channels_last, fingerprint=fingerprint, n_params=n_params)  # fmt: skip
     distributed.barrier()
     return metrics
 
 
-def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loader, start, history, *,
+def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader, val_loader, start, history, *,
           amp, channels_last, fingerprint, n_params) -> dict[str, Any]:  # fmt: skip
     dev, out = info.device, Path(cfg.out)
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
@@ -447,7 +449,7 @@ def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loa
             sync = k == cfg.grad_accum - 1 or not isinstance(fwd, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else fwd.no_sync():
                 with autocast:
-                    loss, logs = task.loss(fwd, batch)
+                    loss, logs = loss_fn(fwd, batch)
                 (loss / cfg.grad_accum).backward()
             loss_sum += loss.detach().float()
             for name, v in logs.items():
