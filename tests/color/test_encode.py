@@ -205,6 +205,8 @@ def test_fixed_path_float32_batch_matches_sklearn(shared_datasets, fixed_path):
     ab = rgb_to_lab(rgb.contiguous())[:, 1:]  # (2, 2, 64, 192) float32
     idx, w = encode_soft(ab, k=SOFT_K_REFERENCE)
     assert idx.shape == (2, SOFT_K_REFERENCE, 64, 192) and w.dtype == torch.float32
+    cl = encode_soft(ab.contiguous(memory_format=torch.channels_last), k=SOFT_K_REFERENCE)  # as the engine feeds it
+    assert torch.equal(cl[0], idx) and torch.equal(cl[1], w)
     x = ab.double().permute(0, 2, 3, 1).reshape(-1, 2).numpy()
     nn = NearestNeighbors(n_neighbors=SOFT_K_REFERENCE, algorithm="ball_tree").fit(ab_bins(dtype=torch.float64))
     dist, ridx = nn.kneighbors(x)

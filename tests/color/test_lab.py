@@ -194,5 +194,6 @@ def test_fixed_path_equals_the_blocked_cpu_path_and_skimage(monkeypatch):
     monkeypatch.setattr(lab, "CPU_BLOCKED", False)
     fixed = rgb_to_lab(rgb)
     assert fixed.dtype == torch.float32
-    torch.testing.assert_close(fixed, blocked, rtol=0, atol=2e-5)  # vector vs scalar tails of pow: 1 ulp
+    # float32 rounding: the matrix as a sum vs fused multiply-adds; 1 ulp of f is ~3e-5 in a (x 500)
+    torch.testing.assert_close(fixed, blocked, rtol=0, atol=1e-4)
     assert np.abs(fixed.double().numpy() - _sk_rgb2lab(rgb)).max() < 1e-3

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from chromaflow.color.constants import AB_MIN, SOFT_K_PAPER, SOFT_SIGMA, Q
 from chromaflow.color.gamut import ab_bins_numpy
-from chromaflow.color.lab import cpu_blocked
+from chromaflow.color.lab import cpu_blocked, device_cached
 
 __all__ = ["encode_hard", "encode_soft", "soft_cross_entropy", "check_finite", "CELL"]
 CELL = 2.0  # side of the coarse lookup cells in ab units (110 x 110 cells over [-110, 110]^2): sort path
@@ -311,47 +311,46 @@ def _flat_ab(ab: Tensor) -> Tensor:
     return ab.detach().to(_dist_dtype(ab.device)).reshape(b, 2, h * w)
 
 
-@functools.cache
-def _lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[int, Tensor, Tensor, Tensor]:
-    """Cells per axis; candidates ``(cells, W)`` long and their a and b ``(cells, W)`` in ``dtype``, on ``device``."""
+@device_cached
+def _lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[int, Tensor, Tensor]:
+    """Cells per axis; candidates ``(cells, W)`` long and their (a, b) ``(cells, 2, W)`` in ``dtype``, on ``device``."""
     if k <= _FINE_MAX_K:
         n, cand = _FINE_N, _rank_tables_np(k)[0].astype(np.int64)
     else:
         n, cand = _N_CELLS, _candidate_table_np(k)
     centres = np.concatenate([ab_bins_numpy(), [[_FAR, _FAR]]], axis=0)  # the padding bin Q is far away
-    return (
-        n,
-        torch.as_tensor(cand, device=device),
-        torch.as_tensor(centres[cand, 0], dtype=dtype, device=device),
-        torch.as_tensor(centres[cand, 1], dtype=dtype, device=device),
-    )
+    coords = np.ascontiguousarray(centres[cand].transpose(0, 2, 1))
+    return n, torch.as_tensor(cand, device=device), torch.as_tensor(coords, dtype=dtype, device=device)
 
 
-def _encode(a: Tensor, b: Tensor, k: int, sigma: float, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-    """The fixed path: the k nearest bins of the points ``(a, b)`` (same shape ``S``, float; clamped here).
+def _encode(ab: Tensor, k: int, sigma: float) -> tuple[Tensor, Tensor | None]:
+    """The fixed path: the k nearest bins of every pixel of ``ab (B, 2, H, W)`` (clamped here).
 
-    Returns idx ``S + (k,)`` long, nearest first, ties to the lower bin index, and the Gaussian weights
-    ``S + (k,)`` in ``dtype`` (None for k = 1). A fixed sequence of ops, whatever the shape; no host sync.
+    Returns idx ``(B, H, W, k)`` long, nearest first, ties to the lower bin index, and the Gaussian weights
+    ``(B, H, W, k)`` in ``ab``'s dtype (None for k = 1). A fixed sequence of ~20 ops whatever the shape; no
+    host sync.
     """
-    dt = _dist_dtype(a.device)
-    a = a.detach().to(dt).clamp(AB_MIN, _AB_MAX)
-    b = b.detach().to(dt).clamp(AB_MIN, _AB_MAX)
-    n, cand, cand_a, cand_b = _lookup(k, a.device, dt)
-    scale = n / (_AB_MAX - AB_MIN)
-    cid = (a - AB_MIN).mul_(scale).long().clamp_(max=n - 1).mul_(n)  # >= 0: long() is floor()
-    cid += (b - AB_MIN).mul_(scale).long().clamp_(max=n - 1)  # (S) cell index
-    rows = cid.view(-1)
-    d2 = cand_a.index_select(0, rows).view(*cid.shape, -1).sub_(a.unsqueeze(-1)).square_()  # (S, W)
-    d2 += cand_b.index_select(0, rows).view(*cid.shape, -1).sub_(b.unsqueeze(-1)).square_()
+    x = ab.detach().to(_dist_dtype(ab.device)).clamp(AB_MIN, _AB_MAX)
+    n, cand, coords = _lookup(k, x.device, x.dtype)
+    c = (x - AB_MIN).mul_(n / (_AB_MAX - AB_MIN)).long().clamp_(max=n - 1)  # (B, 2, H, W); >= 0: long() is floor()
+    cid = c[:, 0] * n + c[:, 1]  # (B, H, W) cell index
+    width = cand.shape[1]
+    pts = coords.index_select(0, cid.reshape(-1)).view(*cid.shape, 2, width)  # (B, H, W, 2, W) candidate (a, b)
+    d2 = (pts - x.permute(0, 2, 3, 1).unsqueeze(-1)).square_().sum(-2)  # (B, H, W, W): a^2 + b^2, as brute force
     if k == 1:  # the first minimum: the lowest bin index on ties
-        j = d2.argmin(dim=-1, keepdim=True)
-        return torch.take(cand, j.add_(cid.unsqueeze(-1) * cand.shape[1])), None
+        return torch.take(cand, d2.argmin(dim=-1, keepdim=True).add_(cid.unsqueeze(-1), alpha=width)), None
     dk, j = torch.sort(d2, dim=-1, stable=True)
-    idx = torch.take(cand, j[..., :k].add(cid.unsqueeze(-1), alpha=cand.shape[1]))
+    idx = torch.take(cand, j[..., :k].add(cid.unsqueeze(-1), alpha=width))
     # exp(-d / (2 sigma^2)) = exp2(-d * s); the nearest distance subtracted first: the same weights after
     # normalization, no underflow far away (exp2 as in the blocked path, see _chunk_size)
     g = torch.exp2((dk[..., :1] - dk[..., :k]).mul_(1.0 / (math.log(2.0) * 2.0 * sigma**2)))
-    return idx, g.div_(g.sum(dim=-1, keepdim=True)).to(dtype)
+    return idx, g.div_(g.sum(dim=-1, keepdim=True)).to(ab.dtype)
+
+
+def warm_up(device: torch.device, ks: tuple[int, ...] = (1,)) -> None:
+    """Build the fixed path's tables for each k in ``ks`` on ``device`` now (before ``torch.compile`` traces)."""
+    for k in ks:
+        _lookup(_check_k(k), device, _dist_dtype(device))
 
 
 def encode_hard(ab: Tensor) -> Tensor:
@@ -364,7 +363,7 @@ def encode_hard(ab: Tensor) -> Tensor:
     """
     _check_ab(ab)
     if not cpu_blocked(ab):
-        return _encode(ab[:, 0], ab[:, 1], 1, SOFT_SIGMA, ab.dtype)[0].squeeze(-1)
+        return _encode(ab, 1, SOFT_SIGMA)[0].squeeze(-1)
     b, _, h, w = ab.shape
     x = _flat_ab(ab)
     out = torch.empty(b, h * w, dtype=torch.long, device=ab.device)
@@ -393,7 +392,7 @@ def encode_soft(ab: Tensor, k: int = SOFT_K_PAPER, sigma: float = SOFT_SIGMA) ->
     if not sigma > 0:
         raise ValueError(f"sigma: expected > 0, got {sigma!r}")
     if not cpu_blocked(ab):
-        idx, wt = _encode(ab[:, 0], ab[:, 1], k, sigma, ab.dtype)
+        idx, wt = _encode(ab, k, sigma)
         wt = torch.ones(idx.shape, dtype=ab.dtype, device=ab.device) if wt is None else wt
         return idx.permute(0, 3, 1, 2), wt.permute(0, 3, 1, 2)
     b, _, h, w = ab.shape

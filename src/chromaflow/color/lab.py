@@ -7,11 +7,11 @@ skimage to ~1e-10 in float64 (tested exhaustively over all 2^24 uint8 colours).
 
 uint8 input takes a fast path: the sRGB linearization is a 256-entry lookup table (computed once per
 device in float64, then cast to float32), which replaces the pow() over every pixel; the rest follows in
-float32 with the 3x3 matrices as scalar multiply-adds and the output written in place: one fixed sequence of
-~25 whole-batch ops, whatever the batch size, with no host sync (tables and matrices are cached per device).
-Eager on the CPU (:data:`CPU_BLOCKED`), the same ops run per chunk of pixels small enough that every op stays
-in cache and on the calling thread (torch's parallel grain is 32768 elements: on a loaded machine a
-multi-threaded op over a small tensor waits on descheduled workers): 2.5x faster on one thread.
+float32: one fixed sequence of 14 whole-batch ops, whatever the batch size, with no host sync (tables and
+matrices are cached per device). Eager on the CPU (:data:`CPU_BLOCKED`), the pixels go in chunks small enough
+that every op stays in cache and on the calling thread (torch's parallel grain is 32768 elements: on a loaded
+machine a multi-threaded op over a small tensor waits on descheduled workers), with the 3x3 matrices as scalar
+multiply-adds written in place: 2.5x faster on one thread. Both agree to float32 rounding.
 
 Example::
 
@@ -41,6 +41,7 @@ __all__ = [
     "linear_to_srgb",
     "CPU_BLOCKED",
     "cpu_blocked",
+    "device_cached",
 ]
 
 # sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb; its inverse is computed, as skimage does.
@@ -76,12 +77,29 @@ pixels. False: the fixed sequence of whole-batch ops that other devices and ``to
 used to count those ops on a machine without a GPU)."""
 
 
+def device_cached(fn):
+    """Cache ``fn(*args)`` (hashable args, e.g. a device) in a plain dict: tables are built once per device, and
+    ``torch.compile`` reads a built table as a constant (it would trace a ``functools`` cache's function again;
+    a build under compile runs eagerly, at the cost of a graph break, so warm the tables up first)."""
+    cache: dict = {}
+    build = torch.compiler.disable(fn)
+
+    @functools.wraps(fn)
+    def get(*args):
+        hit = cache.get(args)
+        if hit is None:
+            hit = cache[args] = build(*args)
+        return hit
+
+    return get
+
+
 def cpu_blocked(t: Tensor) -> bool:
     """Whether work on ``t`` takes the blocked CPU path (see :data:`CPU_BLOCKED`)."""
     return t.device.type == "cpu" and CPU_BLOCKED and not torch.compiler.is_compiling()
 
 
-@functools.lru_cache(maxsize=32)
+@device_cached
 def _matrix(name: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     """The 3x3 colour matrices on ``device`` (cached: no host-to-device copy per call)."""
     m = _XYZ_FROM_RGB / _WHITE_D65[:, None] if name == "xyz_from_rgb" else _RGB_FROM_XYZ * _WHITE_D65[None, :]
@@ -93,7 +111,7 @@ def _mix(x: Tensor, name: str) -> Tensor:
     return torch.einsum("ij,...jhw->...ihw", _matrix(name, x.device, x.dtype), x)
 
 
-@functools.lru_cache(maxsize=16)
+@device_cached
 def _srgb_lut(device: torch.device, dtype: torch.dtype) -> Tensor:
     """``(256,)``: linear light of each sRGB uint8 value (computed in float64, then cast)."""
     v = np.arange(256, dtype=np.float64) / 255.0
@@ -108,7 +126,7 @@ _M_ROWS = (_XYZ_FROM_RGB / _WHITE_D65[:, None]).tolist()  # white point folded i
 
 
 def _uint8_block_to_lab(x: Tensor, out: Tensor) -> None:
-    """``x (N, 3, P)`` uint8 -> Lab written into ``out (N, 3, P)`` float32: a fixed sequence of ops."""
+    """``x (N, 3, P)`` uint8 -> Lab written into ``out (N, 3, P)`` float32, in place (the CPU's blocks)."""
     lut = _srgb_lut(x.device, torch.float32)
     lin = lut.index_select(0, x.int().reshape(-1)).view(x.shape)
     xyz = torch.empty_like(lin)
@@ -120,19 +138,42 @@ def _uint8_block_to_lab(x: Tensor, out: Tensor) -> None:
     torch.sub(f[:, 1], f[:, 2], out=out[:, 2]).mul_(200.0)
 
 
+@device_cached
+def _fixed_tables(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """float32 on ``device``: the XYZ matrix ``(1, 3, 3, 1)`` (white folded in), the Lab scale and offset ``(1, 3, 1)``."""
+    m = torch.tensor(_M_ROWS, dtype=torch.float32, device=device).view(1, 3, 3, 1)
+    scale = torch.tensor([116.0, 500.0, 200.0], device=device).view(1, 3, 1)
+    return m, scale, torch.tensor([-16.0, 0.0, 0.0], device=device).view(1, 3, 1)
+
+
+def _uint8_to_lab_fixed(x: Tensor) -> Tensor:
+    """``x (N, 3, P)`` uint8 -> float32 Lab ``(N, 3, P)``: 14 whole-batch ops, no ``out=`` (compiles in one graph)."""
+    m, scale, offset = _fixed_tables(x.device)
+    lin = _srgb_lut(x.device, torch.float32).index_select(0, x.int().reshape(-1)).view(x.shape)
+    xyz = (lin.unsqueeze(1) * m).sum(2)  # (N, 3, P)
+    f = torch.where(xyz > _LAB_EPS, xyz.clamp(min=_LAB_EPS).pow(1.0 / 3.0), xyz * _LAB_KAPPA + 16.0 / 116.0)
+    # (fy, fx - fy, fy - fz) * (116, 500, 200) + (-16, 0, 0), rounded as the blocked path rounds it
+    return torch.addcmul(offset, torch.cat([f[:, 1:2], f[:, :2] - f[:, 1:]], 1), scale)
+
+
 def _uint8_to_lab(rgb: Tensor) -> Tensor:
     """``(*, 3, H, W)`` uint8 -> float32 Lab: whole batch, or chunk by chunk on the CPU (module docstring)."""
     x = rgb.reshape(-1, 3, rgb.shape[-2] * rgb.shape[-1])
+    if not cpu_blocked(rgb):
+        return _uint8_to_lab_fixed(x).view(rgb.shape[:-3] + (3,) + rgb.shape[-2:])
     out = torch.empty(x.shape, dtype=torch.float32, device=rgb.device)
     hw = x.shape[-1]
-    if not cpu_blocked(rgb):
-        _uint8_block_to_lab(x, out)
-    else:
-        for i in range(x.shape[0]):
-            for s in range(0, hw, _UINT8_CHUNK):
-                e = min(hw, s + _UINT8_CHUNK)
-                _uint8_block_to_lab(x[i : i + 1, :, s:e], out[i : i + 1, :, s:e])
+    for i in range(x.shape[0]):
+        for s in range(0, hw, _UINT8_CHUNK):
+            e = min(hw, s + _UINT8_CHUNK)
+            _uint8_block_to_lab(x[i : i + 1, :, s:e], out[i : i + 1, :, s:e])
     return out.view(rgb.shape[:-3] + (3,) + rgb.shape[-2:])
+
+
+def warm_up(device: torch.device) -> None:
+    """Build the uint8 path's tables on ``device`` now (before ``torch.compile`` traces a step)."""
+    _srgb_lut(device, torch.float32)
+    _fixed_tables(device)
 
 
 def srgb_to_linear(rgb: Tensor) -> Tensor:

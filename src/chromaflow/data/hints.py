@@ -20,7 +20,6 @@ number of points of one image is capped at :data:`MAX_POINTS` so that shapes are
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from chromaflow.color import encode_hard
 from chromaflow.color.constants import Q
+from chromaflow.color.lab import device_cached
 
 GEOMETRIC_P = 1 / 8
 PATCH_SIZES = tuple(range(1, 10))
@@ -68,9 +68,17 @@ def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, 
     return fn(*shape, generator=generator, device=generator.device).to(device)
 
 
-@functools.lru_cache(maxsize=16)
+@device_cached
 def _sizes_on(patch_sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(patch_sizes, device=device)
+
+
+def warm_up(device: torch.device, patch_sizes: tuple[int, ...] = PATCH_SIZES) -> None:
+    """Build the hint and histogram tables on ``device`` now (before ``torch.compile`` traces a step)."""
+    from chromaflow.color import encode
+
+    _sizes_on(tuple(patch_sizes), device)
+    encode.warm_up(device, (1,))
 
 
 def simulate_local_hints(

@@ -92,6 +92,9 @@ class Task:
             total, n = total + float(loss), n + 1
         return {"val_loss": total / max(n, 1)}
 
+    def prepare(self, device: torch.device) -> None:
+        """Build whatever the loss caches per device (e.g. lookup tables) before ``torch.compile`` traces it."""
+
     def params(self) -> dict[str, Any]:
         """Hyper-parameters to log and to fingerprint the run with (JSON-serializable)."""
         return {}
@@ -363,6 +366,7 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     if info.distributed:
         fwd = nn.parallel.DistributedDataParallel(fwd, device_ids=[dev.index] if cuda else None)
     # --compile: the whole loss (the task's targets + network + loss), not the network alone
+    task.prepare(dev)
     loss_fn = torch.compile(task.loss) if cfg.compile else task.loss
 
     train_set = task.train_dataset()

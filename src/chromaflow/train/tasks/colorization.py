@@ -132,6 +132,13 @@ class ColorizationTask(Task):
         c = self.contract
         return (lab[:, :1] - c["l_cent"]) / c["l_norm"], lab[:, 1:]
 
+    def prepare(self, device: torch.device) -> None:
+        from chromaflow.color import encode, lab
+
+        lab.warm_up(device)
+        encode.warm_up(device, (1, self.soft_k))
+        self._class_weights_on(device)
+
     def class_loss(self, out: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The class loss of ``out (B, Q, h, w)`` (float32 logits) against ``ab (B, 2, H, W)``: ``(loss, ab_small)``.
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from chromaflow import color
 from chromaflow.color.constants import SOFT_K_REFERENCE, SOFT_SIGMA
 from chromaflow.data.hints import global_hints, simulate_local_hints
+from chromaflow.data.hints import warm_up as warm_hints
 from chromaflow.models import create_model, load_weights
 from chromaflow.models.weights import load_state_strict
 from chromaflow.train.losses import classification_loss
@@ -49,6 +50,10 @@ class GuidedTask(colorization.ColorizationTask):
         self.use_global, self.dist_weight = global_hints, dist_weight
         # None while training: hints come from the global torch RNG, which the engine seeds and checkpoints
         self.generator: torch.Generator | None = None
+
+    def prepare(self, device: torch.device) -> None:
+        super().prepare(device)
+        warm_hints(device)
 
     def build_model(self) -> nn.Module:
         model = create_model("siggraph17", width=self.width, global_hints=self.use_global)

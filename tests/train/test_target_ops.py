@@ -1,0 +1,184 @@
+"""The training targets are a fixed, small number of device ops (issue 18), counted on the CPU without a GPU.
+
+The fixed path (what a GPU and ``torch.compile`` run; ``lab.CPU_BLOCKED = False`` runs it here) is profiled
+with ``torch.profiler`` at batch 2 and 64 and two image sizes: the number of kernel-launching aten ops must
+not change, and the same code on the ``meta`` device (which has no data: any ``.item()``, ``nonzero`` or
+``bool()`` raises) proves it never waits on the device.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from chromaflow.color import lab
+from chromaflow.color.constants import Q
+from chromaflow.data.hints import global_hints, simulate_local_hints
+from chromaflow.train.tasks.colorization import ColorizationTask
+from chromaflow.train.tasks.guided import GuidedTask
+
+# ops that launch no kernel by themselves: views, allocations, metadata (aten::to / reshape / contiguous count
+# when they copy, i.e. when a child does)
+NO_KERNEL = {
+    "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::as_strided", "aten::select", "aten::slice",
+    "aten::permute", "aten::expand", "aten::expand_as", "aten::unsqueeze", "aten::squeeze", "aten::transpose",
+    "aten::t", "aten::alias", "aten::detach", "aten::lift_fresh", "aten::empty", "aten::empty_strided",
+    "aten::empty_like", "aten::resize_", "aten::result_type", "aten::_unsafe_view", "aten::view_as",
+    "aten::unbind", "aten::to", "aten::contiguous", "aten::is_nonzero", "aten::item", "aten::_local_scalar_dense",
+}  # fmt: skip
+SYNCS = {"aten::nonzero", "aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::masked_select"}
+BATCHES, SIZES = (2, 64), (64, 96)
+
+
+def _launches(e) -> bool:
+    return e.name not in NO_KERNEL or any(_launches(c) for c in e.cpu_children if c.name.startswith("aten::"))
+
+
+def kernel_ops(fn) -> collections.Counter:
+    """The aten ops called by one call of ``fn`` (top level: an op's own sub-ops are not counted again) that
+    launch work on the device, by name; pure views and allocations are left out (see NO_KERNEL)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    top = [e for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None]
+    return collections.Counter(e.name for e in top if _launches(e))
+
+
+def _syncs(fn) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.name for e in prof.events()} & SYNCS
+
+
+@pytest.fixture
+def fixed_path(monkeypatch):
+    monkeypatch.setattr(lab, "CPU_BLOCKED", False)
+
+
+def _rgb(b: int, s: int, device: str = "cpu") -> torch.Tensor:
+    rgb = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, generator=torch.Generator().manual_seed(b + s))
+    return rgb.to(device)
+
+
+def _colorization_targets(task: ColorizationTask, rgb: torch.Tensor):
+    """Lab, normalized L, area-downsampled ab, soft-encoding, rebalancing and the loss on given logits."""
+    l_in, ab = task._targets(rgb)
+    logits = torch.zeros(rgb.shape[0], Q, rgb.shape[2] // 4, rgb.shape[3] // 4, device=rgb.device)
+    return task.class_loss(logits, ab)
+
+
+def _counts(fn) -> dict[tuple[int, int], collections.Counter]:
+    fn(_rgb(2, 32))  # warm-up: tables built and cached (once per device)
+    inputs = {(b, s): _rgb(b, s) for b in BATCHES for s in SIZES}
+    return {key: kernel_ops(lambda x=x: fn(x)) for key, x in inputs.items()}
+
+
+def _assert_fixed(counts: dict, limit: int) -> int:
+    first = next(iter(counts.values()))
+    for key, c in counts.items():
+        assert c == first, f"batch/size {key}: {dict(c - first)} more, {dict(first - c)} fewer than {BATCHES[0]}"
+    total = sum(first.values())
+    assert total < limit, f"{total} ops: {dict(first)}"
+    return total
+
+
+def test_colorization_targets_are_a_fixed_small_number_of_ops(fixed_path):
+    task = ColorizationTask([], loss="rebalanced", soft_k=5)
+    n = _assert_fixed(_counts(lambda rgb: _colorization_targets(task, rgb)), limit=52)
+    print(f"colorization targets + rebalanced soft-CE: {n} kernel ops")
+
+
+def test_colour_targets_alone_are_under_40_ops(fixed_path):
+    """rgb_to_lab + L normalization + area downsample + encode_soft + rebalancing gather, without the loss."""
+    import torch.nn.functional as F
+
+    from chromaflow import color
+
+    task = ColorizationTask([], loss="rebalanced", soft_k=5)
+    cw = task._class_weights_on(torch.device("cpu"))
+
+    def targets(rgb):
+        l_in, ab = task._targets(rgb)
+        idx, w = color.encode_soft(F.interpolate(ab, scale_factor=0.25, mode="area"), k=5)
+        return l_in, idx, w, cw[idx[:, 0]]
+
+    n = _assert_fixed(_counts(targets), limit=42)
+    print(f"colour targets: {n} kernel ops")
+
+
+def test_hint_simulation_is_a_fixed_number_of_ops(fixed_path):
+    def hints(rgb):
+        ab = lab.rgb_to_lab(rgb)[:, 1:]
+        return simulate_local_hints(ab), global_hints(ab, rgb.float() / 255)
+
+    n = _assert_fixed(_counts(hints), limit=150)
+    print(f"guided hints (local + global): {n} kernel ops")
+
+
+def test_blocked_cpu_path_would_fail_the_count():
+    """The check can fail: the eager CPU path (blocks of pixels) grows with the batch."""
+    task = ColorizationTask([], loss="rebalanced", soft_k=5)
+    counts = _counts(lambda rgb: _colorization_targets(task, rgb))
+    assert counts[(2, 64)] != counts[(64, 64)]
+
+
+def test_targets_and_hints_never_sync_on_meta():
+    """On ``meta`` there is no data: a host sync anywhere in the path would raise."""
+    import torch.nn.functional as F
+
+    from chromaflow import color
+
+    with pytest.raises(RuntimeError):  # the probe itself: meta really refuses to give a value
+        bool(torch.zeros(1, device="meta").sum())
+    rgb = torch.empty(4, 3, 32, 32, dtype=torch.uint8, device="meta")
+    ab = color.rgb_to_lab(rgb)[:, 1:]
+    idx, w = color.encode_soft(F.interpolate(ab, scale_factor=0.25, mode="area"), k=10)
+    logits = torch.empty(4, Q, 8, 8, device="meta")
+    weights = torch.ones(Q, device="meta")
+    loss = color.soft_cross_entropy(logits, idx, w, pixel_weight=weights[idx[:, 0]])
+    assert loss.device.type == "meta" and idx.shape == (4, 10, 8, 8)
+    hint, mask = simulate_local_hints(ab)
+    assert hint.shape == (4, 2, 32, 32) and mask.shape == (4, 1, 32, 32)
+    assert global_hints(ab, rgb.float() / 255).shape == (4, Q + 3)
+
+
+def test_target_path_compiles_without_graph_breaks():
+    """torch.compile(fullgraph=True) of the colour targets and the hint simulation: one graph, no break."""
+    from chromaflow import color
+    from chromaflow.color import encode
+    from chromaflow.data import hints
+
+    def targets(rgb):
+        lab_ = color.rgb_to_lab(rgb)
+        ab = torch.nn.functional.interpolate(lab_[:, 1:], scale_factor=0.25, mode="area")
+        hint, mask = simulate_local_hints(lab_[:, 1:])
+        return color.encode_soft(ab, k=5), color.encode_hard(ab), hint, mask, global_hints(ab, rgb.float() / 255)
+
+    cpu = torch.device("cpu")
+    lab.warm_up(cpu), encode.warm_up(cpu, (1, 5)), hints.warm_up(cpu)
+    torch._dynamo.reset()
+    compiled = torch.compile(targets, fullgraph=True, backend="eager")
+    rgb = _rgb(2, 32)
+    (idx, w), hard, hint, mask, _ = compiled(rgb)
+    with torch.no_grad():
+        (ridx, rw), rhard, _, _, _ = targets(rgb)
+    assert torch.equal(idx, ridx) and torch.equal(hard, rhard)
+    torch.testing.assert_close(w, rw)
+
+
+@pytest.mark.parametrize("task_type", ["colorization", "guided"])
+def test_whole_training_loss_has_no_graph_break(task_type):
+    """What ``--compile`` compiles (the task's loss: targets + network + loss) is one graph (dynamo.explain)."""
+    if task_type == "colorization":
+        task = ColorizationTask([], loss="rebalanced", width=0.125, soft_k=5)
+    else:
+        task = GuidedTask([], width=0.125, global_hints=True)
+    torch.manual_seed(0)
+    model = task.build_model().train()
+    task.prepare(torch.device("cpu"))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(task.loss)(model, {"rgb": _rgb(2, 32), "id": ["a", "b"], "label": [None] * 2})
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
