@@ -182,3 +182,21 @@ def test_whole_training_loss_has_no_graph_break(task_type):
     explained = torch._dynamo.explain(task.loss)(model, {"rgb": _rgb(2, 32), "id": ["a", "b"], "label": [None] * 2})
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+def test_colorize_batch_is_a_fixed_number_of_ops(fixed_path):
+    """Serving: images of one size go through Lab, the network, decoding and back together."""
+    from chromaflow.models import create_model
+    from chromaflow.serving import colorize_batch
+
+    torch.manual_seed(0)
+    model = create_model("eccv16", width=0.0625).eval()
+
+    def serve(rgb):
+        return colorize_batch(model, list(rgb), size=32)
+
+    counts = _counts(serve)
+    n = _assert_fixed(counts, limit=10**6)  # the network's own ops are in the count: equal is what matters
+    print(f"colorize_batch (eccv16 width 1/16): {n} kernel ops")
+    out = serve(_rgb(3, 40))
+    assert len(out) == 3 and out[0].shape == (3, 40, 40)

@@ -98,26 +98,32 @@ def colorize_batch(
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     model.eval()
-    Ls, smalls = [], []
+    groups: dict[tuple[Any, ...], list[int]] = {}  # images of one size and T share every op: ops per group
     for i, img in enumerate(images):
         if img.ndim != 3 or img.shape[0] != 3:
             raise ValueError(f"colorize_batch: image {i} must be (3, H, W), got {tuple(img.shape)}")
-        x = img.to(device)
+        groups.setdefault((tuple(img.shape), img.dtype, temps[i]), []).append(i)
+    Ls, smalls = [], []
+    for members in groups.values():
+        x = torch.stack([images[i] for i in members]).to(device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        L = color.rgb_to_lab(x[None])[:, :1]  # (1, 1, H, W) in [0, 100]
+        L = color.rgb_to_lab(x)[:, :1]  # (n, 1, H, W) in [0, 100]
         Ls.append(L)
         smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
     pred = model(((torch.cat(smalls) - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
-    outs = []
-    for i, L in enumerate(Ls):
-        p = pred[i : i + 1]
+    outs: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
+    start = 0
+    for (_, _, temp), members, L in zip(groups, groups.values(), Ls, strict=True):
+        p = pred[start : start + len(members)]
+        start += len(members)
         if p.shape[1] == 2:  # regression head: ab / ab_norm
             ab = p * contract["ab_norm"]
         else:
-            t = contract["T"] if temps[i] is None else temps[i]
-            ab = color.decode_ab(p, method=method, T=t)  # (1, 2, size/4, size/4)
+            ab = color.decode_ab(p, method=method, T=contract["T"] if temp is None else temp)  # (n, 2, s/4, s/4)
         ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        outs.append(color.lab_to_rgb(torch.cat([L, ab], dim=1))[0])
+        rgb = color.lab_to_rgb(torch.cat([L, ab], dim=1))
+        for j, i in enumerate(members):
+            outs[i] = rgb[j]
     return outs
 
 
