@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 from skimage import color as skcolor
+from threadpoolctl import threadpool_limits
 
 from chromaflow.color import rgb_to_lab
 
@@ -44,10 +45,10 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=None)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the anchors use one core)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads of both sides (default: one, like the anchor)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # the anchor's BLAS/OpenMP pools too: both sides on the same threads
     path = args.image or _default_image()
     img = np.array(Image.open(path).convert("RGB").resize((1024, 1024), Image.BICUBIC))  # (1024, 1024, 3) uint8
     x = torch.from_numpy(img).permute(2, 0, 1)[None].contiguous().to(args.device)  # (1, 3, 1024, 1024)
