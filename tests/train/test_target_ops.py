@@ -200,3 +200,61 @@ def test_colorize_batch_is_a_fixed_number_of_ops(fixed_path):
     print(f"colorize_batch (eccv16 width 1/16): {n} kernel ops")
     out = serve(_rgb(3, 40))
     assert len(out) == 3 and out[0].shape == (3, 40, 40)
+
+
+@pytest.mark.slow
+def test_engine_compile_trains_the_whole_loss(tmp_path):
+    """``--compile`` (inductor on the CPU): the compiled loss - targets, network and loss - trains and matches eager."""
+    from chromaflow.train.engine import TrainConfig, fit
+
+    class Items(torch.utils.data.Dataset):
+        def __init__(self, rgb):
+            self.rgb = rgb
+
+        def __len__(self):
+            return len(self.rgb)
+
+        def __getitem__(self, i):
+            return {"rgb": self.rgb[i], "id": str(i), "label": None}
+
+    data = Items(_rgb(4, 32))
+    runs = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        task = ColorizationTask(data, loss="rebalanced", width=0.0625, soft_k=5)
+        cfg = TrainConfig(out=str(tmp_path / str(compiled)), steps=3, batch_size=2, compile=compiled, log_every=1)
+        runs[compiled] = fit(task, cfg)
+    assert runs[True]["final_loss"] == pytest.approx(runs[False]["final_loss"], rel=1e-3)
+
+
+@pytest.mark.gpu
+def test_gpu_targets_never_sync_and_match_the_cpu():
+    """On CUDA: the whole target path under ``set_sync_debug_mode("error")`` (any host sync raises), and the bins
+    equal the CPU's for the same ab, exactly."""
+    from chromaflow import color
+    from chromaflow.data import hints
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    dev = torch.device("cuda")
+    task = ColorizationTask([], loss="rebalanced", soft_k=5)
+    task.prepare(dev), hints.warm_up(dev)
+    rgb = _rgb(16, 64)
+    x = rgb.to(dev)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        l_in, ab = task._targets(x)
+        loss, ab_small = task.class_loss(torch.zeros(16, Q, 16, 16, device=dev), ab)
+        idx, w = color.encode_soft(ab_small, k=10)
+        hint, mask = simulate_local_hints(ab)
+        g = global_hints(ab, x.float() / 255)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.testing.assert_close(ab.cpu(), color.rgb_to_lab(rgb)[:, 1:], rtol=0, atol=1e-3)
+    ridx, rw = color.encode_soft(ab_small.cpu(), k=10)
+    assert torch.equal(idx.cpu(), ridx)
+    torch.testing.assert_close(w.cpu(), rw, rtol=0, atol=1e-6)
+    assert torch.isfinite(loss).item() and l_in.shape == mask.shape == (16, 1, 64, 64)
+    assert hint.shape == (16, 2, 64, 64) and g.shape == (16, Q + 3)
+    assert torch.equal(color.encode_hard(ab_small).cpu(), ridx[:, 0])

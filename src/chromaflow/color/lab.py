@@ -126,16 +126,19 @@ _M_ROWS = (_XYZ_FROM_RGB / _WHITE_D65[:, None]).tolist()  # white point folded i
 
 
 def _uint8_block_to_lab(x: Tensor, out: Tensor) -> None:
-    """``x (N, 3, P)`` uint8 -> Lab written into ``out (N, 3, P)`` float32, in place (the CPU's blocks)."""
+    """``x (3, P)`` uint8 -> Lab written into ``out (3, P)`` float32, in place (one of the CPU's blocks)."""
     lut = _srgb_lut(x.device, torch.float32)
     lin = lut.index_select(0, x.int().reshape(-1)).view(x.shape)
+    l0, l1, l2 = lin.unbind(0)
     xyz = torch.empty_like(lin)
-    for c, (m0, m1, m2) in enumerate(_M_ROWS):  # the 3x3 matrix as scalar ops: no BLAS threads
-        torch.mul(lin[:, 0], m0, out=xyz[:, c]).add_(lin[:, 1], alpha=m1).add_(lin[:, 2], alpha=m2)
+    for row, (m0, m1, m2) in zip(xyz.unbind(0), _M_ROWS, strict=True):  # the 3x3 matrix as scalar ops: no BLAS
+        torch.mul(l0, m0, out=row).add_(l1, alpha=m1).add_(l2, alpha=m2)
     f = torch.where(xyz > _LAB_EPS, xyz.clamp(min=_LAB_EPS).pow_(1.0 / 3.0), xyz * _LAB_KAPPA + 16.0 / 116.0)
-    torch.mul(f[:, 1], 116.0, out=out[:, 0]).sub_(16.0)
-    torch.sub(f[:, 0], f[:, 1], out=out[:, 1]).mul_(500.0)
-    torch.sub(f[:, 1], f[:, 2], out=out[:, 2]).mul_(200.0)
+    fx, fy, fz = f.unbind(0)
+    o_l, o_a, o_b = out.unbind(0)
+    torch.mul(fy, 116.0, out=o_l).sub_(16.0)
+    torch.sub(fx, fy, out=o_a).mul_(500.0)
+    torch.sub(fy, fz, out=o_b).mul_(200.0)
 
 
 @device_cached
@@ -166,7 +169,7 @@ def _uint8_to_lab(rgb: Tensor) -> Tensor:
     for i in range(x.shape[0]):
         for s in range(0, hw, _UINT8_CHUNK):
             e = min(hw, s + _UINT8_CHUNK)
-            _uint8_block_to_lab(x[i : i + 1, :, s:e], out[i : i + 1, :, s:e])
+            _uint8_block_to_lab(x[i, :, s:e], out[i, :, s:e])
     return out.view(rgb.shape[:-3] + (3,) + rgb.shape[-2:])
 
 
