@@ -2,7 +2,8 @@
 
 What it does for any :class:`Task`:
 - device-agnostic (cuda, mps, cpu; chosen automatically), bf16 autocast + channels_last on CUDA,
-  optional ``torch.compile``, gradient accumulation, DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
+  optional ``torch.compile`` of the whole loss (targets + network + loss), gradient accumulation,
+  DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
 - seeded and reproducible: one deterministic global stream of sample indices (epoch ``e`` is
   ``randperm(n)`` seeded by ``seed + e``), sliced per rank, so the data order depends on the step
   only; checkpoints every ``ckpt_every`` steps hold model, optimizer, scheduler, step, history and
