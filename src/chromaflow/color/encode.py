@@ -333,7 +333,7 @@ def _encode(ab: Tensor, k: int, sigma: float) -> tuple[Tensor, Tensor | None]:
     x = ab.detach().to(_dist_dtype(ab.device)).clamp(AB_MIN, _AB_MAX)
     n, cand, coords = _lookup(k, x.device, x.dtype)
     c = (x - AB_MIN).mul_(n / (_AB_MAX - AB_MIN)).long().clamp_(max=n - 1)  # (B, 2, H, W); >= 0: long() is floor()
-    cid = c[:, 0] * n + c[:, 1]  # (B, H, W) cell index
+    cid = torch.add(c[:, 1], c[:, 0], alpha=n)  # (B, H, W) cell index
     width = cand.shape[1]
     pts = coords.index_select(0, cid.reshape(-1)).view(*cid.shape, 2, width)  # (B, H, W, 2, W) candidate (a, b)
     d2 = (pts - x.permute(0, 2, 3, 1).unsqueeze(-1)).square_().sum(-2)  # (B, H, W, W): a^2 + b^2, as brute force
