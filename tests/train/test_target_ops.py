@@ -9,6 +9,7 @@ not change, and the same code on the ``meta`` device (which has no data: any ``.
 from __future__ import annotations
 
 import collections
+import math
 
 import pytest
 import torch
@@ -55,6 +56,19 @@ def _syncs(fn) -> set[str]:
 @pytest.fixture
 def fixed_path(monkeypatch):
     monkeypatch.setattr(lab, "CPU_BLOCKED", False)
+
+
+class Items(torch.utils.data.Dataset):
+    """Training items over a fixed uint8 batch."""
+
+    def __init__(self, rgb: torch.Tensor) -> None:
+        self.rgb = rgb
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"rgb": self.rgb[i], "id": str(i), "label": None}
 
 
 def _rgb(b: int, s: int, device: str = "cpu") -> torch.Tensor:
@@ -207,16 +221,6 @@ def test_engine_compile_trains_the_whole_loss(tmp_path):
     """``--compile`` (inductor on the CPU): the compiled loss - targets, network and loss - trains and matches eager."""
     from chromaflow.train.engine import TrainConfig, fit
 
-    class Items(torch.utils.data.Dataset):
-        def __init__(self, rgb):
-            self.rgb = rgb
-
-        def __len__(self):
-            return len(self.rgb)
-
-        def __getitem__(self, i):
-            return {"rgb": self.rgb[i], "id": str(i), "label": None}
-
     data = Items(_rgb(4, 32))
     runs = {}
     for compiled in (False, True):
@@ -258,3 +262,18 @@ def test_gpu_targets_never_sync_and_match_the_cpu():
     assert torch.isfinite(loss).item() and l_in.shape == mask.shape == (16, 1, 64, 64)
     assert hint.shape == (16, 2, 64, 64) and g.shape == (16, Q + 3)
     assert torch.equal(color.encode_hard(ab_small).cpu(), ridx[:, 0])
+
+
+@pytest.mark.parametrize("task_type", ["colorization", "guided"])
+def test_gpu_configuration_trains_on_the_cpu(task_type, fixed_path, tmp_path):
+    """What a GPU runs - the fixed path, bf16 autocast, channels_last batches - end to end through the engine."""
+    from chromaflow.train.engine import TrainConfig, fit
+
+    data = Items(_rgb(4, 32))
+    if task_type == "colorization":
+        task = ColorizationTask(data, loss="rebalanced", width=0.0625, soft_k=5)
+    else:
+        task = GuidedTask(data, width=0.0625, global_hints=True)
+    cfg = TrainConfig(out=str(tmp_path), steps=2, batch_size=2, amp="bf16", channels_last=True, log_every=1)
+    m = fit(task, cfg)
+    assert m["step"] == 2 and math.isfinite(m["final_loss"])
