@@ -2,7 +2,7 @@
 
 Neither encoder builds a ``(pixels, Q)`` matrix. Two paths give the same indices (and weights to float rounding):
 
-* **fixed** (every device but an eager CPU; ``torch.compile``): one sequence of about 15 whole-batch tensor ops
+* **fixed** (every device but an eager CPU; ``torch.compile``): one sequence of about 20 whole-batch tensor ops
   whatever the batch and image size, with no host synchronization and no per-call table building (tables are
   built once per ``k`` and copied once per device and dtype, cached). Each pixel gathers its lookup cell's row of
   candidate bins in one ``index_select``, computes the squared distances and keeps the first k of a stable sort
