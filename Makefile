@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 export TS_DISABLE_TOKEN_AUTHORIZATION :=
 
-.PHONY: install test test-slow test-browser lint demo bench image browser clean lock
+.PHONY: install test test-slow test-browser lint demo bench bench-gpu image browser clean lock
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ demo: install
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# One GPU: per-stage table of the training step (eccv16 + siggraph17, width 1, 64 and 176 px, batch 256, bf16),
+# network-only ceiling, engine, plain-loop anchor and MFU, in one run (< 4 min). Needs no mlflow/kfp/dvc.
+bench-gpu:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) bench/train_step.py --stages
 
 # Debian's Chromium for the browser tests (browser builds cannot be downloaded here).
 browser:

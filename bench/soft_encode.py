@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 from chromaflow.color import ab_bins_numpy, encode_soft, rgb_to_lab
 from chromaflow.color.constants import SOFT_K_REFERENCE, SOFT_SIGMA, Q
@@ -41,10 +42,10 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=REPO.parent / "shared" / "datasets" / "kodak24" / "kodim23.png")
     ap.add_argument("--k", type=int, default=SOFT_K_REFERENCE)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (the anchors use one core)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads of both sides (default: one, like the anchor)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # the anchor's BLAS/OpenMP pools too: both sides on the same threads
     img = np.array(Image.open(args.image).convert("RGB").resize((1024, 1024), Image.BICUBIC))
     ab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)[None].contiguous())[:, 1:]  # (1, 2, 1024, 1024) float32
     ab64 = ab.double()

@@ -172,3 +172,49 @@ def test_lookup_tables_stay_small():
     for k in (1, SOFT_K_PAPER, SOFT_K_REFERENCE):
         size = sum(t.nbytes for t in enc._rank_tables_np(k))
         assert size < 8 * 2**20, f"k={k}: {size / 2**20:.1f} MB of lookup tables"
+
+
+@pytest.fixture
+def fixed_path(monkeypatch):
+    """Run the colour core's fixed whole-batch path (what GPUs and torch.compile run) on the CPU."""
+    from chromaflow.color import lab
+
+    monkeypatch.setattr(lab, "CPU_BLOCKED", False)
+
+
+@pytest.mark.parametrize("k", [1, SOFT_K_PAPER, SOFT_K_REFERENCE, 17])
+def test_fixed_path_matches_brute_force_and_the_blocked_path(k, monkeypatch):
+    """The fixed path (one stable sort, no fallback) and the blocked rank path give the same bins, exactly."""
+    from chromaflow.color import lab
+
+    ab = torch.cat([_hard_points(k), _hard_points(k + 1) * 0.5], 3)  # (1, 2, n, 2): ties, near-ties, cell edges
+    blocked = encode_soft(ab, k=k)
+    monkeypatch.setattr(lab, "CPU_BLOCKED", False)
+    idx, w = encode_soft(ab, k=k)
+    ridx, rw = _brute(ab, k)
+    np.testing.assert_array_equal(_flat(idx), ridx)
+    np.testing.assert_allclose(_flat(w), rw, atol=1e-6)
+    assert torch.equal(idx, blocked[0])
+    torch.testing.assert_close(w, blocked[1], rtol=0, atol=1e-12)
+    assert torch.equal(encode_hard(ab), torch.from_numpy(ridx[:, 0]).view(1, *ab.shape[2:]))
+
+
+def test_fixed_path_float32_batch_matches_sklearn(shared_datasets, fixed_path):
+    img = Image.open(shared_datasets / "kodak24" / "kodim23.png").convert("RGB")
+    rgb = torch.from_numpy(np.array(img)[:128, :192]).permute(2, 0, 1).reshape(3, 2, 64, 192).transpose(0, 1)
+    ab = rgb_to_lab(rgb.contiguous())[:, 1:]  # (2, 2, 64, 192) float32
+    idx, w = encode_soft(ab, k=SOFT_K_REFERENCE)
+    assert idx.shape == (2, SOFT_K_REFERENCE, 64, 192) and w.dtype == torch.float32
+    cl = encode_soft(ab.contiguous(memory_format=torch.channels_last), k=SOFT_K_REFERENCE)  # as the engine feeds it
+    assert torch.equal(cl[0], idx) and torch.equal(cl[1], w)
+    x = ab.double().permute(0, 2, 3, 1).reshape(-1, 2).numpy()
+    nn = NearestNeighbors(n_neighbors=SOFT_K_REFERENCE, algorithm="ball_tree").fit(ab_bins(dtype=torch.float64))
+    dist, ridx = nn.kneighbors(x)
+    rw = np.exp(-(dist**2) / (2 * SOFT_SIGMA**2))
+    np.testing.assert_array_equal(np.sort(_flat(idx), 1), np.sort(ridx, 1))
+    np.testing.assert_allclose(_flat(w), rw / rw.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_fixed_path_rejects_nan(fixed_path):
+    with pytest.raises(RuntimeError, match="ab: contains NaN"):
+        encode_soft(torch.full((1, 2, 1, 1), float("nan")))

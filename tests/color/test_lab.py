@@ -183,3 +183,17 @@ def test_uint8_non_contiguous_input():
     x = hwc.permute(0, 3, 1, 2)
     assert not x.is_contiguous()
     torch.testing.assert_close(rgb_to_lab(x), rgb_to_lab(x.contiguous()), rtol=0, atol=0)
+
+
+def test_fixed_path_equals_the_blocked_cpu_path_and_skimage(monkeypatch):
+    """The whole-batch op sequence (GPUs, torch.compile) vs the CPU's cache-sized blocks: the same maths."""
+    from chromaflow.color import lab
+
+    rgb = torch.randint(0, 256, (3, 3, 67, 129), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    blocked = rgb_to_lab(rgb)
+    monkeypatch.setattr(lab, "CPU_BLOCKED", False)
+    fixed = rgb_to_lab(rgb)
+    assert fixed.dtype == torch.float32
+    # float32 rounding: the matrix as a sum vs fused multiply-adds; 1 ulp of f is ~3e-5 in a (x 500)
+    torch.testing.assert_close(fixed, blocked, rtol=0, atol=1e-4)
+    assert np.abs(fixed.double().numpy() - _sk_rgb2lab(rgb)).max() < 1e-3

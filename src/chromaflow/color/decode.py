@@ -12,10 +12,17 @@ from torch import Tensor
 
 from chromaflow.color.constants import T_ANNEAL, Q
 from chromaflow.color.gamut import ab_bins
+from chromaflow.color.lab import device_cached
 
 __all__ = ["decode_ab", "METHODS"]
 
 METHODS = ("mode", "mean", "annealed_mean")
+
+
+@device_cached
+def _centres(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The ``(Q, 2)`` bin centres on ``device`` (copied there once, not per call)."""
+    return ab_bins(device=device, dtype=dtype)
 
 
 def decode_ab(logits: Tensor, method: str = "annealed_mean", T: float = T_ANNEAL) -> Tensor:
@@ -40,7 +47,7 @@ def decode_ab(logits: Tensor, method: str = "annealed_mean", T: float = T_ANNEAL
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    centres = ab_bins(device=x.device, dtype=x.dtype)  # (Q, 2)
+    centres = _centres(x.device, x.dtype)  # (Q, 2)
     if method == "mode":
         return centres[x.argmax(dim=1)].permute(0, 3, 1, 2)
     if method == "annealed_mean":

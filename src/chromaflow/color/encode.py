@@ -1,15 +1,25 @@
 """ab -> bin targets: hard (nearest bin) and soft (Gaussian over the k nearest bins), without dense targets.
 
-Neither encoder builds a ``(pixels, Q)`` matrix, and the soft one does not sort either. Two lookup grids over
-the ab square [-110, 110]^2, built once per ``k`` (lazily, cached; a few MB):
+Neither encoder builds a ``(pixels, Q)`` matrix. Two paths give the same indices (and weights to float rounding):
+
+* **fixed** (every device but an eager CPU; ``torch.compile``): one sequence of about 20 whole-batch tensor ops
+  whatever the batch and image size, with no host synchronization and no per-call table building (tables are
+  built once per ``k`` and copied once per device and dtype, cached). Each pixel gathers its lookup cell's row of
+  candidate bins in one ``index_select``, computes the squared distances and keeps the first k of a stable sort
+  (``argmin`` for k = 1).
+* **blocked** (eager CPU, :data:`chromaflow.color.lab.CPU_BLOCKED`): pixels go in chunks small enough that every
+  op runs on its calling thread and in cache (see :func:`_chunk_size`), and instead of sorting, a pixel's rank
+  of each candidate comes from per-cell tables (below): ~4x faster than the sort on one CPU thread.
+
+Lookup grids over the ab square [-110, 110]^2, built once per ``k`` (lazily, cached; a few MB):
 
 * fine cells (331 x 331, side ~0.66; k <= 16): every cell lists the bins that can be among the k nearest of
-  some point of the (closed) cell, and for every pair of them whether one is closer than the other all over
-  the cell (the difference of two squared distances is affine in the point, so its extremes over the cell
-  are at the corners) or the pair is *undecided* (their bisector crosses the cell). A pixel's rank of a
-  candidate is then the count of candidates certainly closer plus the undecided pairs it loses, compared
-  from its own distances: at most 8 comparisons, no sort. Cells with more undecided pairs (~3%, around the
-  points where many bisectors meet) fall back to:
+  some point of the (closed) cell (at most 4 / 12 / 14 for k = 1 / 5 / 10), and for every pair of them whether
+  one is closer than the other all over the cell (the difference of two squared distances is affine in the
+  point, so its extremes over the cell are at the corners) or the pair is *undecided* (their bisector crosses
+  the cell). Blocked path: a pixel's rank of a candidate is the count of candidates certainly closer plus the
+  undecided pairs it loses, compared from its own distances: at most 8 comparisons, no sort. Cells with more
+  undecided pairs (~3%, around the points where many bisectors meet) fall back to the coarse cells.
 * coarse cells (``CELL x CELL``): with ``R`` the k-th smallest over bins of the largest bin-to-cell distance,
   a bin is a candidate iff its smallest distance to the cell is <= R (at least k bins lie within R of every
   point of the cell); the candidates (at most 4 / 12 / 16 for k = 1 / 5 / 10) are stably sorted by distance.
@@ -24,8 +34,6 @@ lookup and the distances). sRGB colours never need it (their ab lies in [-87, 99
 
 Weights (soft): ``w_j = exp(-d_j^2 / (2 sigma^2)) / sum_i exp(-d_i^2 / (2 sigma^2))`` over the k nearest,
 as in the original colorization code (thesis footnote 3: sigma = 5; k = 5 in the text, 10 in the code).
-
-CPU: pixels go in chunks small enough that every op runs on its calling thread (see :func:`_chunk_size`).
 """
 
 from __future__ import annotations
@@ -41,9 +49,9 @@ from torch import Tensor
 
 from chromaflow.color.constants import AB_MIN, SOFT_K_PAPER, SOFT_SIGMA, Q
 from chromaflow.color.gamut import ab_bins_numpy
+from chromaflow.color.lab import cpu_blocked, device_cached
 
-__all__ = ["encode_hard", "encode_soft", "soft_cross_entropy", "CELL"]
-
+__all__ = ["encode_hard", "encode_soft", "soft_cross_entropy", "check_finite", "CELL"]
 CELL = 2.0  # side of the coarse lookup cells in ab units (110 x 110 cells over [-110, 110]^2): sort path
 _AB_MAX = -AB_MIN
 _N_CELLS = int(round((_AB_MAX - AB_MIN) / CELL))
@@ -56,6 +64,22 @@ _FAR = 1.0e4  # coordinate of the padding "bin" Q (never among the k nearest)
 _PARALLEL_GRAIN = 32768  # torch's at::internal::GRAIN_SIZE: smaller CPU ops run on the calling thread
 
 
+def check_finite(t: Tensor, name: str) -> None:
+    """Raise if ``t`` holds NaN or inf, without a host sync where that would cost one.
+
+    Eager on the CPU (:func:`cpu_blocked`): a ``ValueError`` naming ``name``. On other devices and under
+    ``torch.compile``: an asynchronous device assertion with the same message (the step fails when the device
+    reaches it).
+    """
+    ok = torch.isfinite(t).all()
+    msg = f"{name}: contains NaN or infinite values"
+    if cpu_blocked(t):
+        if not bool(ok):
+            raise ValueError(msg)
+    else:
+        torch._assert_async(ok, msg)
+
+
 def _check_ab(ab: object) -> Tensor:
     if not isinstance(ab, Tensor):
         raise TypeError(f"ab: expected a torch.Tensor, got {type(ab).__name__}")
@@ -63,8 +87,7 @@ def _check_ab(ab: object) -> Tensor:
         raise ValueError(f"ab: expected shape (B, 2, H, W), got {tuple(ab.shape)}")
     if not ab.is_floating_point():
         raise TypeError(f"ab: expected a floating dtype, got {ab.dtype}")
-    if not bool(torch.isfinite(ab).all()):
-        raise ValueError("ab: contains NaN or infinite values")
+    check_finite(ab, "ab")
     return ab
 
 
@@ -288,6 +311,48 @@ def _flat_ab(ab: Tensor) -> Tensor:
     return ab.detach().to(_dist_dtype(ab.device)).reshape(b, 2, h * w)
 
 
+@device_cached
+def _lookup(k: int, device: torch.device, dtype: torch.dtype) -> tuple[int, Tensor, Tensor]:
+    """Cells per axis; candidates ``(cells, W)`` long and their (a, b) ``(cells, 2, W)`` in ``dtype``, on ``device``."""
+    if k <= _FINE_MAX_K:
+        n, cand = _FINE_N, _rank_tables_np(k)[0].astype(np.int64)
+    else:
+        n, cand = _N_CELLS, _candidate_table_np(k)
+    centres = np.concatenate([ab_bins_numpy(), [[_FAR, _FAR]]], axis=0)  # the padding bin Q is far away
+    coords = np.ascontiguousarray(centres[cand].transpose(0, 2, 1))
+    return n, torch.as_tensor(cand, device=device), torch.as_tensor(coords, dtype=dtype, device=device)
+
+
+def _encode(ab: Tensor, k: int, sigma: float) -> tuple[Tensor, Tensor | None]:
+    """The fixed path: the k nearest bins of every pixel of ``ab (B, 2, H, W)`` (clamped here).
+
+    Returns idx ``(B, H, W, k)`` long, nearest first, ties to the lower bin index, and the Gaussian weights
+    ``(B, H, W, k)`` in ``ab``'s dtype (None for k = 1). A fixed sequence of ~20 ops whatever the shape; no
+    host sync.
+    """
+    x = ab.detach().to(_dist_dtype(ab.device)).clamp(AB_MIN, _AB_MAX)
+    n, cand, coords = _lookup(k, x.device, x.dtype)
+    c = (x - AB_MIN).mul_(n / (_AB_MAX - AB_MIN)).long().clamp_(max=n - 1)  # (B, 2, H, W); >= 0: long() is floor()
+    cid = torch.add(c[:, 1], c[:, 0], alpha=n)  # (B, H, W) cell index
+    width = cand.shape[1]
+    pts = coords.index_select(0, cid.reshape(-1)).view(*cid.shape, 2, width)  # (B, H, W, 2, W) candidate (a, b)
+    d2 = (pts - x.permute(0, 2, 3, 1).unsqueeze(-1)).square_().sum(-2)  # (B, H, W, W): a^2 + b^2, as brute force
+    if k == 1:  # the first minimum: the lowest bin index on ties
+        return torch.take(cand, d2.argmin(dim=-1, keepdim=True).add_(cid.unsqueeze(-1), alpha=width)), None
+    dk, j = torch.sort(d2, dim=-1, stable=True)
+    idx = torch.take(cand, j[..., :k].add(cid.unsqueeze(-1), alpha=width))
+    # exp(-d / (2 sigma^2)) = exp2(-d * s); the nearest distance subtracted first: the same weights after
+    # normalization, no underflow far away (exp2 as in the blocked path, see _chunk_size)
+    g = torch.exp2((dk[..., :1] - dk[..., :k]).mul_(1.0 / (math.log(2.0) * 2.0 * sigma**2)))
+    return idx, g.div_(g.sum(dim=-1, keepdim=True)).to(ab.dtype)
+
+
+def warm_up(device: torch.device, ks: tuple[int, ...] = (1,)) -> None:
+    """Build the fixed path's tables for each k in ``ks`` on ``device`` now (before ``torch.compile`` traces)."""
+    for k in ks:
+        _lookup(_check_k(k), device, _dist_dtype(device))
+
+
 def encode_hard(ab: Tensor) -> Tensor:
     """Index of the nearest in-gamut bin.
 
@@ -297,6 +362,8 @@ def encode_hard(ab: Tensor) -> Tensor:
         ``(B, H, W)`` long in [0, Q). Ties go to the lower bin index.
     """
     _check_ab(ab)
+    if not cpu_blocked(ab):
+        return _encode(ab, 1, SOFT_SIGMA)[0].squeeze(-1)
     b, _, h, w = ab.shape
     x = _flat_ab(ab)
     out = torch.empty(b, h * w, dtype=torch.long, device=ab.device)
@@ -317,12 +384,17 @@ def encode_soft(ab: Tensor, k: int = SOFT_K_PAPER, sigma: float = SOFT_SIGMA) ->
         sigma: Gaussian kernel width in ab units.
     Returns:
         idx ``(B, k, H, W)`` long, nearest first (``idx[:, 0]`` is the hard encoding);
-        w ``(B, k, H, W)`` in ``ab``'s dtype, summing to 1 over k.
+        w ``(B, k, H, W)`` in ``ab``'s dtype, summing to 1 over k. (The fixed path returns them channels_last
+        in memory, like the network's logits on a GPU; their values do not depend on it.)
     """
     _check_ab(ab)
     _check_k(k)
     if not sigma > 0:
         raise ValueError(f"sigma: expected > 0, got {sigma!r}")
+    if not cpu_blocked(ab):
+        idx, wt = _encode(ab, k, sigma)
+        wt = torch.ones(idx.shape, dtype=ab.dtype, device=ab.device) if wt is None else wt
+        return idx.permute(0, 3, 1, 2), wt.permute(0, 3, 1, 2)
     b, _, h, w = ab.shape
     x = _flat_ab(ab)
     idx = torch.empty(b, k, h * w, dtype=torch.long, device=ab.device)

@@ -13,20 +13,26 @@ Q bins, averaged spatially) and the mean HSV saturation, each revealed independe
 probability ``reveal_hist`` / ``reveal_sat`` (½ each: both, either or neither equally often; the
 thesis does not give the probabilities).
 
-Everything runs on the device of its inputs, with an explicit ``torch.Generator`` for seeding.
+Everything runs on the device of its inputs as a fixed sequence of tensor ops (no host sync, the same ops for
+any batch size), with an explicit ``torch.Generator`` for seeding (else the device's default stream). The
+number of points of one image is capped at :data:`MAX_POINTS` so that shapes are fixed.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from chromaflow.color import encode_hard
 from chromaflow.color.constants import Q
+from chromaflow.color.lab import device_cached
 
 GEOMETRIC_P = 1 / 8
 PATCH_SIZES = tuple(range(1, 10))
 FULL_REVEAL = 0.01
+MAX_POINTS = 64  # points per image are capped (fixed shapes, no host sync): P(N > 64) = (7/8)^65 ~ 2e-4
 
 
 def _check_ab(ab: torch.Tensor) -> None:
@@ -53,6 +59,28 @@ def patch_means(
     return (total / (size * size).unsqueeze(1)).to(ab.dtype)
 
 
+def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``torch.rand`` / ``torch.randn`` of ``shape`` on ``device``: from ``generator`` (moved to ``device`` if it
+    lives elsewhere), else from ``device``'s own default stream (no host-to-device copy)."""
+    fn = torch.rand if kind == "rand" else torch.randn
+    if generator is None:
+        return fn(*shape, device=device)
+    return fn(*shape, generator=generator, device=generator.device).to(device)
+
+
+@device_cached
+def _sizes_on(patch_sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(patch_sizes, device=device)
+
+
+def warm_up(device: torch.device, patch_sizes: tuple[int, ...] = PATCH_SIZES) -> None:
+    """Build the hint and histogram tables on ``device`` now (before ``torch.compile`` traces a step)."""
+    from chromaflow.color import encode
+
+    _sizes_on(tuple(patch_sizes), device)
+    encode.warm_up(device, (1,))
+
+
 def simulate_local_hints(
     ab: torch.Tensor,
     *,
@@ -60,68 +88,58 @@ def simulate_local_hints(
     patch_sizes: tuple[int, ...] = PATCH_SIZES,
     full_reveal: float = FULL_REVEAL,
     generator: torch.Generator | None = None,
+    max_points: int = MAX_POINTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Simulate user points on a batch.
+    """Simulate user points on a batch: a fixed sequence of tensor ops whatever the batch, no host sync.
 
     Args:
         ab: ground-truth ab ``(B, 2, H, W)`` in ab units ([-110, 110]).
+        max_points: cap on the points of one image (fixed shapes; see :data:`MAX_POINTS`).
     Returns:
         ``hint_ab (B, 2, H, W)`` (ab units, 0 where no hint) and ``mask (B, 1, H, W)`` in {0, 1}.
     """
     _check_ab(ab)
     if not 0 < p <= 1:
         raise ValueError(f"hints: geometric p must be in (0, 1], got {p}")
+    if max_points < 1:
+        raise ValueError(f"hints: max_points must be >= 1, got {max_points}")
     bsz, _, h, w = ab.shape
-    dev = ab.device
-    g = generator
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=g, device=g.device if g is not None else "cpu").to(dev)
-
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g, device=g.device if g is not None else "cpu").to(dev)
-
+    dev, n, g = ab.device, max_points, generator
     # number of successes before the first failure, P(continue) = 1 - p
-    u = rand(bsz).clamp_min(torch.finfo(torch.float32).tiny)
-    if p < 1:
-        counts = torch.floor(torch.log(u) / torch.log1p(torch.tensor(-p, device=dev))).long()
-    else:
-        counts = torch.zeros(bsz, dtype=torch.long, device=dev)
-    n_max = int(counts.max()) if bsz else 0
-    hint = torch.zeros_like(ab)
-    mask = torch.zeros(bsz, 1, h, w, dtype=ab.dtype, device=dev)
-    if n_max > 0:
-        sizes_t = torch.tensor(patch_sizes, device=dev)
-        size = sizes_t[(rand(bsz, n_max) * len(patch_sizes)).long().clamp_max(len(patch_sizes) - 1)]
-        size = torch.minimum(size, torch.tensor(min(h, w), device=dev))
-        span_y, span_x = (h - size + 1).double(), (w - size + 1).double()
-        y = (span_y / 2 + span_y / 4 * randn(bsz, n_max).double()).round().long()
-        x = (span_x / 2 + span_x / 4 * randn(bsz, n_max).double()).round().long()
-        y = torch.minimum(y.clamp_min(0), h - size)
-        x = torch.minimum(x.clamp_min(0), w - size)
-        valid = torch.arange(n_max, device=dev).unsqueeze(0) < counts.unsqueeze(1)  # (B, n_max)
-        bi = torch.arange(bsz, device=dev).unsqueeze(1).expand(bsz, n_max)
-        bi, y, x, size = bi[valid], y[valid], x[valid], size[valid]
-        order = torch.arange(bi.numel(), device=dev)  # later points win, as in the sequential original
-        means = patch_means(ab, bi, y, x, size)  # (N, 2)
-        # paint: every point expands to a 9x9 offset grid, offsets beyond its size dropped
-        k = max(patch_sizes)
-        off = torch.arange(k, device=dev)
-        dy, dx = off.view(1, k, 1), off.view(1, 1, k)
-        inside = (dy < size.view(-1, 1, 1)) & (dx < size.view(-1, 1, 1))  # (N, k, k)
-        pix = (bi.view(-1, 1, 1) * h + y.view(-1, 1, 1) + dy) * w + x.view(-1, 1, 1) + dx
-        owner = torch.full((bsz * h * w,), -1, dtype=torch.long, device=dev)
-        owner.scatter_reduce_(0, pix[inside], order.view(-1, 1, 1).expand_as(pix)[inside], reduce="amax")
-        owned = owner >= 0
-        flat_hint = hint.permute(0, 2, 3, 1).reshape(-1, 2)
-        flat_hint[owned] = means[owner[owned]]
-        hint = flat_hint.view(bsz, h, w, 2).permute(0, 3, 1, 2).contiguous()
-        mask = owned.to(ab.dtype).view(bsz, 1, h, w)
+    u = _draw("rand", (bsz,), g, dev).clamp_min(torch.finfo(torch.float32).tiny)
+    counts = torch.floor(torch.log(u) / math.log1p(-p)) if p < 1 else torch.zeros(bsz, device=dev)  # (B,)
+    sizes_t = _sizes_on(tuple(patch_sizes), dev)
+    pick = (_draw("rand", (bsz, n), g, dev) * len(patch_sizes)).long().clamp_max(len(patch_sizes) - 1)
+    size = sizes_t[pick].clamp_max(min(h, w))  # (B, n)
+    span_y, span_x = (h - size + 1).double(), (w - size + 1).double()
+    y = (span_y / 2 + span_y / 4 * _draw("randn", (bsz, n), g, dev).double()).round().long()
+    x = (span_x / 2 + span_x / 4 * _draw("randn", (bsz, n), g, dev).double()).round().long()
+    y = torch.minimum(y.clamp_min(0), h - size)
+    x = torch.minimum(x.clamp_min(0), w - size)
+    valid = torch.arange(n, device=dev) < counts.unsqueeze(1)  # (B, n): the first counts[b] points
+    bi = torch.arange(bsz, device=dev).unsqueeze(1).expand(bsz, n)
+    means = patch_means(ab, bi.reshape(-1), y.reshape(-1), x.reshape(-1), size.reshape(-1))  # (B * n, 2)
+    # paint: every point expands to a k x k offset grid; offsets beyond its size, and invalid points, go to a
+    # spare last element; later points win where they overlap, as in the sequential original
+    k = max(patch_sizes)
+    off = torch.arange(k, device=dev)
+    dy, dx = off.view(1, 1, k, 1), off.view(1, 1, 1, k)
+    side = size.view(bsz, n, 1, 1)
+    inside = (dy < side) & (dx < side) & valid.view(bsz, n, 1, 1)  # (B, n, k, k)
+    pix = ((bi.reshape(bsz, n, 1, 1) * h + y.view(bsz, n, 1, 1) + dy) * w + x.view(bsz, n, 1, 1) + dx).where(
+        inside, bsz * h * w
+    )
+    order = torch.arange(bsz * n, device=dev).view(bsz, n, 1, 1).expand_as(pix)
+    owner = torch.full((bsz * h * w + 1,), -1, dtype=torch.long, device=dev)
+    owner = owner.scatter_reduce_(0, pix.reshape(-1), order.reshape(-1), reduce="amax")[:-1]
+    owned = (owner >= 0).view(bsz, h, w, 1)
+    hint = torch.where(owned, means[owner.clamp_min(0)].view(bsz, h, w, 2), 0.0).permute(0, 3, 1, 2)
+    mask = owned.permute(0, 3, 1, 2).to(ab.dtype)
     if full_reveal > 0:
-        full = rand(bsz) < full_reveal
-        hint[full] = ab[full]
-        mask[full] = 1
-    return hint, mask
+        full = (_draw("rand", (bsz,), g, dev) < full_reveal).view(bsz, 1, 1, 1)
+        hint = torch.where(full, ab, hint)
+        mask = torch.where(full, 1.0, mask)
+    return hint.contiguous(), mask
 
 
 def hsv_saturation(rgb: torch.Tensor) -> torch.Tensor:
@@ -159,9 +177,8 @@ def global_hints(
     """
     bsz = ab.shape[0]
     dev = ab.device
-    gdev = generator.device if generator is not None else "cpu"
-    b_hist = (torch.rand(bsz, generator=generator, device=gdev) < reveal_hist).float().to(dev)
-    b_sat = (torch.rand(bsz, generator=generator, device=gdev) < reveal_sat).float().to(dev)
+    b_hist = (_draw("rand", (bsz,), generator, dev) < reveal_hist).float()
+    b_sat = (_draw("rand", (bsz,), generator, dev) < reveal_sat).float()
     hist = ab_histogram(ab) * b_hist[:, None]
     sat = hsv_saturation(rgb.float()) * b_sat
     return torch.cat([hist, b_hist[:, None], sat[:, None], b_sat[:, None]], dim=1)

@@ -421,7 +421,7 @@ def guided_batch(
     results = []
     for i, (it, L) in enumerate(zip(items, ls, strict=True)):
         hw = (int(L.shape[2]), int(L.shape[3]))
-        rgb = recombine(L, out.ab[i : i + 1])
+        rgb = recombine(L, out.ab[i : i + 1])[0]
         probs = l_point = None
         if it.point is not None:
             px, py = it.point

@@ -82,31 +82,33 @@ def pick_device(gpu_id: int | str | None = None) -> torch.device:
 
 
 def lightness(img: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """CIE L of an image, strip by strip (memory: the output plus one strip of Lab).
+    """CIE L of images of one size, strip by strip (memory: the output plus one strip of Lab per image).
 
     Args:
-        img: ``(3, H, W)`` uint8 in [0, 255] (the lookup-table path of ``color.rgb_to_lab``) or float in [0, 1].
+        img: ``(3, H, W)`` or ``(n, 3, H, W)``; uint8 in [0, 255] (the lookup-table path of ``color.rgb_to_lab``)
+            or float in [0, 1].
     Returns:
-        ``(1, 1, H, W)`` float32 L in [0, 100] on ``device`` (default: ``img``'s).
+        ``(n, 1, H, W)`` (``n = 1`` for one image) float32 L in [0, 100] on ``device`` (default: ``img``'s).
     """
-    if img.ndim != 3 or img.shape[0] != 3:
-        raise ValueError(f"lightness: image must be (3, H, W), got {tuple(img.shape)}")
-    h, w = int(img.shape[1]), int(img.shape[2])
-    out = torch.empty(1, 1, h, w, dtype=torch.float32, device=device or img.device)
-    for rows in strips(h, w):
-        x = img[:, rows].to(out.device)
-        out[0, 0, rows] = color.rgb_to_lab(x if x.dtype == torch.uint8 else x.float())[0]
+    x = img[None] if img.ndim == 3 else img
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"lightness: image must be (3, H, W) or (n, 3, H, W), got {tuple(img.shape)}")
+    n, h, w = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
+    out = torch.empty(n, 1, h, w, dtype=torch.float32, device=device or img.device)
+    for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
+        part = x[:, :, rows].to(out.device)
+        out[:, :, rows] = color.rgb_to_lab(part if part.dtype == torch.uint8 else part.float())[:, :1]
     return out
 
 
 def recombine(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Full-resolution ``L (1, 1, H, W)`` + low-resolution ``ab (1, 2, h, w)`` (upsampled bilinearly) -> float
-    RGB ``(3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
-    h, w = int(L.shape[2]), int(L.shape[3])
+    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled bilinearly) -> float
+    RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
+    n, h, w = int(L.shape[0]), int(L.shape[2]), int(L.shape[3])
     ab = F.interpolate(ab.float(), size=(h, w), mode="bilinear", align_corners=False)
-    out = torch.empty(3, h, w, dtype=torch.float32, device=L.device)
-    for rows in strips(h, w):
-        out[:, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))[0]
+    out = torch.empty(n, 3, h, w, dtype=torch.float32, device=L.device)
+    for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
+        out[:, :, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))
     return out
 
 
@@ -141,23 +143,28 @@ def colorize_batch(
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     model.eval()
-    Ls, smalls = [], []
+    groups: dict[tuple[Any, ...], list[int]] = {}  # images of one size and T share every op: ops per group
     for i, img in enumerate(images):
         if img.ndim != 3 or img.shape[0] != 3:
             raise ValueError(f"colorize_batch: image {i} must be (3, H, W), got {tuple(img.shape)}")
-        L = lightness(img, device)  # (1, 1, H, W) in [0, 100]
+        groups.setdefault((tuple(img.shape), img.dtype, temps[i]), []).append(i)
+    Ls, smalls = [], []
+    for members in groups.values():
+        L = lightness(torch.stack([images[i] for i in members]), device)  # (n, 1, H, W) in [0, 100]
         Ls.append(L)
         smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
     pred = model(((torch.cat(smalls) - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
-    outs = []
-    for i, L in enumerate(Ls):
-        p = pred[i : i + 1]
+    outs: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
+    start = 0
+    for (_, _, temp), members, L in zip(groups, groups.values(), Ls, strict=True):
+        p = pred[start : start + len(members)]
+        start += len(members)
         if p.shape[1] == 2:  # regression head: ab / ab_norm
             ab = p * contract["ab_norm"]
         else:
-            t = contract["T"] if temps[i] is None else temps[i]
-            ab = color.decode_ab(p, method=method, T=t)  # (1, 2, size/4, size/4)
-        outs.append(recombine(L, ab))
+            ab = color.decode_ab(p, method=method, T=contract["T"] if temp is None else temp)  # (n, 2, s/4, s/4)
+        for i, rgb in zip(members, recombine(L, ab), strict=True):
+            outs[i] = rgb
     return outs
 
 

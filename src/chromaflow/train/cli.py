@@ -36,7 +36,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="auto = bf16 autocast on CUDA")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on CUDA only")  # fmt: skip
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action="store_true", help="torch.compile the step's loss: targets + model + loss")
     g.add_argument("--ckpt-every", type=int, default=0, help="checkpoint every N steps (0 = at the end)")
     g.add_argument("--log-every", type=int, default=10, help="log / MLflow every N steps")
     g.add_argument("--val-every", type=int, default=0, help="validate every N steps (0 = at the end)")

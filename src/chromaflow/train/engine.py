@@ -2,7 +2,8 @@
 
 What it does for any :class:`Task`:
 - device-agnostic (cuda, mps, cpu; chosen automatically), bf16 autocast + channels_last on CUDA,
-  optional ``torch.compile``, gradient accumulation, DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
+  optional ``torch.compile`` of the whole loss (targets + network + loss), gradient accumulation,
+  DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
 - seeded and reproducible: one deterministic global stream of sample indices (epoch ``e`` is
   ``randperm(n)`` seeded by ``seed + e``), sliced per rank, so the data order depends on the step
   only; checkpoints every ``ckpt_every`` steps hold model, optimizer, scheduler, step, history and
@@ -93,6 +94,9 @@ class Task:
             loss, _ = self.loss(model, to_device(batch, device))
             total, n = total + float(loss), n + 1
         return {"val_loss": total / max(n, 1)}
+
+    def prepare(self, device: torch.device) -> None:
+        """Build whatever the loss caches per device (e.g. lookup tables) before ``torch.compile`` traces it."""
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters to log and to fingerprint the run with (JSON-serializable)."""
@@ -362,9 +366,12 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
         log.info("resumed from %s at step %d", resume, start)
 
     raw_model = model
-    fwd: nn.Module = torch.compile(model) if cfg.compile else model
+    fwd: nn.Module = model
     if info.distributed:
         fwd = nn.parallel.DistributedDataParallel(fwd, device_ids=[dev.index] if cuda else None)
+    # --compile: the whole loss (the task's targets + network + loss), not the network alone
+    task.prepare(dev)
+    loss_fn = torch.compile(task.loss) if cfg.compile else task.loss
 
     train_set = task.train_dataset()
     sampler = StreamSampler(
@@ -403,13 +410,13 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     with run_ctx:
         if info.is_main and not cfg.experiment:
             tracking.log_params(run_params)
-        metrics = _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loader, start, history,
+        metrics = _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader, val_loader, start, history,
                         amp=amp, channels_last=channels_last, fingerprint=fingerprint, n_params=n_params)  # fmt: skip
     distributed.barrier()
     return metrics
 
 
-def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loader, start, history, *,
+def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader, val_loader, start, history, *,
           amp, channels_last, fingerprint, n_params) -> dict[str, Any]:  # fmt: skip
     dev, out = info.device, Path(cfg.out)
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
@@ -450,7 +457,7 @@ def _loop(task, cfg, info, raw_model, fwd, optimizer, scheduler, loader, val_loa
             sync = k == cfg.grad_accum - 1 or not isinstance(fwd, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if sync else fwd.no_sync():
                 with autocast:
-                    loss, logs = task.loss(fwd, batch)
+                    loss, logs = loss_fn(fwd, batch)
                 (loss / cfg.grad_accum).backward()
             loss_sum += loss.detach().float()
             for name, v in logs.items():

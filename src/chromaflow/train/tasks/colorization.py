@@ -90,7 +90,8 @@ class ColorizationTask(Task):
         self.soft_k, self.soft_sigma, self.init, self.data = soft_k, soft_sigma, init, data
         self.head = "regression" if loss in ("l2", "l2ft") else "class"
         self.contract = make_contract()
-        self.class_weights: torch.Tensor | None = None
+        self.class_weights: torch.Tensor | None = None  # (Q,) float32 on the CPU; per device: _weights_on
+        self._weights_on: dict[torch.device, torch.Tensor] = {}
         if loss == "rebalanced":
             p = color.load_prior() if prior is None else prior
             self.class_weights = torch.as_tensor(
@@ -131,16 +132,40 @@ class ColorizationTask(Task):
         c = self.contract
         return (lab[:, :1] - c["l_cent"]) / c["l_norm"], lab[:, 1:]
 
+    def prepare(self, device: torch.device) -> None:
+        from chromaflow.color import encode, lab
+
+        lab.warm_up(device)
+        encode.warm_up(device, (1, self.soft_k))
+        self._class_weights_on(device)
+
+    def class_loss(self, out: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class loss of ``out (B, Q, h, w)`` (float32 logits) against ``ab (B, 2, H, W)``: ``(loss, ab_small)``.
+
+        ab is area-downsampled to ``(h, w)``, soft-encoded and rebalanced: a fixed number of device ops, no
+        host sync, whatever the batch size (tested by counting them).
+        """
+        ab_small = F.interpolate(ab, size=out.shape[-2:], mode="area")  # (B, 2, h, w)
+        idx, w = color.encode_soft(ab_small, k=self.soft_k, sigma=self.soft_sigma)
+        return classification_loss(out, idx, w, self._class_weights_on(out.device)), ab_small
+
+    def _class_weights_on(self, device: torch.device) -> torch.Tensor | None:
+        """The ``(Q,)`` rebalancing weights on ``device``, copied there once per device (not per step)."""
+        if self.class_weights is None:
+            return None
+        if device not in self._weights_on:
+            self._weights_on[device] = self.class_weights.to(device)
+        return self._weights_on[device]
+
     def _forward(self, model: nn.Module, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         l_in, ab = self._targets(rgb)
         out = model(l_in)  # (B, Q|2, H/4, W/4), maybe bf16
         with torch.autocast(rgb.device.type, enabled=False):
             out = out.float()
-            ab_small = F.interpolate(ab, size=out.shape[-2:], mode="area")  # (B, 2, H/4, W/4)
             if self.head == "class":
-                idx, w = color.encode_soft(ab_small, k=self.soft_k, sigma=self.soft_sigma)
-                loss = classification_loss(out, idx, w, self.class_weights)
+                loss, ab_small = self.class_loss(out, ab)
             else:
+                ab_small = F.interpolate(ab, size=out.shape[-2:], mode="area")  # (B, 2, H/4, W/4)
                 loss = regression_loss(out, ab_small / self.contract["ab_norm"])
         return loss, out, ab_small
 

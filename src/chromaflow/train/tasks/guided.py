@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from chromaflow import color
 from chromaflow.color.constants import SOFT_K_REFERENCE, SOFT_SIGMA
 from chromaflow.data.hints import global_hints, simulate_local_hints
+from chromaflow.data.hints import warm_up as warm_hints
 from chromaflow.models import create_model, load_weights
 from chromaflow.models.weights import load_state_strict
 from chromaflow.train.losses import classification_loss
@@ -49,6 +50,10 @@ class GuidedTask(colorization.ColorizationTask):
         self.use_global, self.dist_weight = global_hints, dist_weight
         # None while training: hints come from the global torch RNG, which the engine seeds and checkpoints
         self.generator: torch.Generator | None = None
+
+    def prepare(self, device: torch.device) -> None:
+        super().prepare(device)
+        warm_hints(device)
 
     def build_model(self) -> nn.Module:
         model = create_model("siggraph17", width=self.width, global_hints=self.use_global)
@@ -76,12 +81,13 @@ class GuidedTask(colorization.ColorizationTask):
 
     def loss(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         huber, dist, _, _ = self._forward(model, batch["rgb"])
-        return huber + self.dist_weight * dist, {"huber": float(huber.detach()), "dist_ce": float(dist.detach())}
+        # extras stay tensors (the engine reads them after the step): no host sync inside a compiled step
+        return huber + self.dist_weight * dist, {"huber": huber.detach(), "dist_ce": dist.detach()}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
         """Mean val loss (fixed hint seed, so comparable across evaluations) and the RMS ab error."""
-        self.generator = torch.Generator().manual_seed(VAL_HINT_SEED)
+        self.generator = torch.Generator(device=device).manual_seed(VAL_HINT_SEED)  # on the device: no copies
         tot, sq, n, px = 0.0, 0.0, 0, 0
         try:
             for batch in loader:
