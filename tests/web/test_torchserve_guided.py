@@ -340,3 +340,36 @@ def test_gateway_renews_the_inference_token_before_it_expires(server, photo_b64)
         timeout=30,
     )
     assert stale.status_code in (400, 401)
+
+
+def test_gateway_renews_a_refused_key_once_and_retries(server, photo_b64):
+    """A key TorchServe no longer accepts (here: a stale key written into the key file, as after an expiry) is
+    answered 400 'Token Authorization failed'; the gateway asks for a new key once and the request succeeds."""
+    cfg = GatewayConfig(
+        upstream=server.inference_url,
+        key_file=server.key_file,
+        models=models_for(server.model_names),
+        management=server.management_url,
+    )
+    keys = json.loads(Path(server.key_file).read_text())
+    keys["inference"]["key"] = "stale0key"
+    Path(server.key_file).write_text(json.dumps(keys))
+    stale = requests.post(
+        server.predict_url_for("gamut"), json={"L": 50}, headers={"Authorization": "Bearer stale0key"}, timeout=30
+    )
+    assert stale.status_code in (400, 401)
+    with Gateway(cfg) as gw:
+        r = requests.post(gw.url + "/api/guided", json={"image": photo_b64}, headers=gw.origin, timeout=60)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert server.token != "stale0key"  # TorchServe wrote the renewed key
+    cfg.management = None  # no way to renew: the refusal reaches the client as it is, once
+    keys = json.loads(Path(server.key_file).read_text())
+    good, keys["inference"]["key"] = keys["inference"]["key"], "stale0key"
+    Path(server.key_file).write_text(json.dumps(keys))
+    try:
+        with Gateway(cfg) as gw:
+            r = requests.post(gw.url + "/api/guided", json={"image": photo_b64}, headers=gw.origin, timeout=60)
+            assert r.status_code in (400, 401)
+    finally:
+        keys["inference"]["key"] = good
+        Path(server.key_file).write_text(json.dumps(keys))
