@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     step = next((a for a in argv if not a.startswith("-")), None)
     if "--portable-kernels" in argv:  # before the step's module is imported: torch picks its kernels once
         use_portable_kernels()
+        argv = [a for a in argv if a != "--portable-kernels"]  # taken here: steps with parsers of their own
     parser = build_parser(only=step if step in STEPS else None)
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
