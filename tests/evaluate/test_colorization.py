@@ -134,8 +134,7 @@ def test_bad_inputs_are_named(tmp_path, sample_dir):
 
 def _classifier_dir(shared_datasets):
     d = shared_datasets / "squeezenet1_1"
-    if not d.is_dir():
-        pytest.skip(f"ImageNet SqueezeNet weights absent at {d}")
+    assert d.is_dir(), f"ImageNet SqueezeNet weights absent at {d} (part of ../shared/datasets)"
     return d
 
 

@@ -19,7 +19,8 @@ from .test_bapps import _write_set
 
 
 def test_ranknet_matches_official():
-    lpips = pytest.importorskip("lpips")
+    import lpips
+
     off = lpips.Dist2LogitLayer(chn_mid=32)
     ours = T.RankNet()
     ours.load_state_dict(off.state_dict(), strict=True)
