@@ -60,6 +60,9 @@ def test_defaults_are_the_thesis_numbers():
     assert (constants.SOFT_SIGMA, constants.SOFT_K_PAPER, constants.SOFT_K_REFERENCE) == (5.0, 5, 10)
     assert (constants.PRIOR_SIGMA, constants.REBALANCE_LAMBDA, constants.T_ANNEAL) == (5.0, 0.5, 0.38)
     assert (constants.GRID, constants.Q, constants.AB_NORM, constants.MASK_CENT) == (10, 313, 110.0, 0.5)
+    assert (constants.AB_MIN, constants.GRID_SIZE, constants.L_CENT, constants.L_NORM) == (-110.0, 23, 50.0, 100.0)
+    assert constants.LAB_CONTRACT == {"l_cent": 50.0, "l_norm": 100.0, "ab_norm": 110.0, "mask_cent": 0.5,
+                                      "grid": 10, "q": 313, "T": 0.38}  # fmt: skip
 
 
 def test_ties_on_integer_grid():

@@ -57,11 +57,20 @@ def test_auc_weighted_by_hand():
 
 
 @pytest.mark.parametrize(
-    "bad", [torch.zeros(1, 3, 2, 2), torch.zeros(2, 2, 2), np.zeros((1, 2, 2, 2))], ids=["3ch", "3d", "numpy"]
+    ("bad", "error", "message"),
+    [
+        (torch.zeros(1, 3, 2, 2), ValueError, r"^pred_ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"),
+        (torch.zeros(2, 2, 2), ValueError, r"^pred_ab: expected shape \(B, 2, H, W\), got \(2, 2, 2\)$"),
+        (np.zeros((1, 2, 2, 2)), TypeError, r"^pred_ab: expected a torch.Tensor, got ndarray$"),
+    ],
+    ids=["3ch", "3d", "numpy"],
 )
-def test_auc_rejects_bad_shapes(bad):
-    with pytest.raises((ValueError, TypeError), match="pred_ab"):
+def test_auc_rejects_bad_shapes(bad, error, message):
+    """The error names the input and the reason (whole message: a garbled one fails)."""
+    with pytest.raises(error, match=message):
         M.auc(bad, torch.zeros(1, 2, 2, 2))
+    with pytest.raises(error, match=message.replace("pred_ab", "gt_ab")):
+        M.auc(torch.zeros(1, 2, 2, 2), bad)
 
 
 def test_auc_empty_meter_raises():
