@@ -73,6 +73,29 @@ def test_auc_rejects_bad_shapes(bad, error, message):
         M.auc(torch.zeros(1, 2, 2, 2), bad)
 
 
+def test_auc_input_rules_and_their_messages():
+    """Each rule of the meter, at its edge, with the whole message (make mutate found these untested)."""
+    z = torch.zeros(1, 2, 2, 2)
+    with pytest.raises(ValueError, match=r"^pred_ab \(1, 2, 2, 2\) and gt_ab \(1, 2, 2, 3\) differ in shape$"):
+        M.auc(z, torch.zeros(1, 2, 2, 3))
+    assert M.auc(torch.zeros(1, 2, 2, 2, dtype=torch.int64), torch.full((1, 2, 2, 2), 3)) == pytest.approx(
+        100 * (151 - 5) / 151
+    )  # integer ab is measured in float: error 3 * sqrt(2) = 4.24 is within t for t >= 5
+    assert M.AucMeter(0).max_threshold == 0  # 0 is a valid largest threshold
+    with pytest.raises(ValueError, match=r"^max_threshold must be >= 0, got -1$"):
+        M.AucMeter(-1)
+    with pytest.raises(ValueError, match=r"^weight: expected shape \(1, 2, 2\), got \(1, 2\)$"):
+        M.auc(z, z, torch.ones(1, 2))
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^weight: must be finite and >= 0$"):
+            M.auc(z, z, torch.full((1, 2, 2), bad))
+    assert M.auc(z, z, torch.full((1, 2, 2), 0.5)) == 100.0  # weights below 1 are fine
+    m = M.AucMeter()
+    m.update(z, z, torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match=r"^AucMeter: no pixels \(or zero total weight\) accumulated$"):
+        m.auc()
+
+
 def test_auc_empty_meter_raises():
     with pytest.raises(ValueError, match="no pixels"):
         M.AucMeter().auc()
@@ -143,6 +166,27 @@ def test_class_weights_are_eq_2_4_with_lambda_0(color):
     assert torch.isfinite(w).all()
     # lambda = 0: w ~ 1 / p_smoothed and E_p_smoothed[w] = 1  =>  w * p_smoothed == 1 / Q on every bin
     assert torch.allclose(w * ps, torch.full_like(w, 1 / 313), rtol=1e-6)
+    assert float((ps * w).sum()) == pytest.approx(1.0)
+
+
+def test_class_weight_prior_rules_and_the_zero_prior_cap(color, caplog):
+    msg = r"^prior: expected a \(Q,\) non-negative finite vector with positive sum, got \({}\)$"
+    for bad, shape in ((torch.ones(2, 313), "2, 313"), (torch.full((313,), float("nan")), "313,"),
+                       (-torch.ones(313), "313,"), (torch.zeros(313), "313,")):  # fmt: skip
+        with pytest.raises(ValueError, match=msg.format(shape)):
+            M.auc_class_weights(bad)
+    p = torch.rand(313, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(M.auc_class_weights(p * 7), M.auc_class_weights(p))  # any scale: normalized
+    # all mass on one corner bin: far bins' smoothed prior underflows to 0; their weight is capped, not inf
+    corner = torch.zeros(313, dtype=torch.float64)
+    corner[0] = 1
+    ps = torch.as_tensor(color.smooth_prior(corner), dtype=torch.float64)
+    zero = ~torch.isfinite(1 / ps)  # 0 or subnormal
+    assert zero.any()
+    with caplog.at_level("WARNING"):
+        w = M.auc_class_weights(corner)
+    assert f"{int(zero.sum())} bins have zero smoothed prior" in caplog.text
+    assert torch.isfinite(w).all() and (w[zero] == w[~zero].max()).all()
     assert float((ps * w).sum()) == pytest.approx(1.0)
 
 
