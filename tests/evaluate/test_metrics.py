@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -115,9 +116,27 @@ def test_psnr_matches_skimage():
     assert math.isinf(M.psnr(gt, gt)[0].item())
 
 
-def test_psnr_rejects_float():
-    with pytest.raises(TypeError, match="uint8"):
-        M.psnr(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))
+def test_psnr_colourfulness_chroma_input_rules_and_their_messages():
+    u8 = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    for name, args in (("pred", (torch.rand(1, 3, 4, 4), u8)), ("gt", (u8, torch.rand(1, 3, 4, 4)))):
+        with pytest.raises(TypeError, match=rf"^{name}: expected uint8 RGB in \[0, 255\], got torch.float32$"):
+            M.psnr(*args)
+        with pytest.raises(TypeError, match=rf"^{name}: expected a torch.Tensor, got ndarray$"):
+            M.psnr(*([u8.numpy(), u8] if name == "pred" else [u8, u8.numpy()]))
+        for shape in ((1, 4, 4, 4), (3, 4, 4)):
+            wrong = torch.zeros(shape, dtype=torch.uint8)
+            with pytest.raises(
+                ValueError, match=rf"^{name}: expected shape \(B, 3, H, W\), got {re.escape(str(shape))}$"
+            ):
+                M.psnr(*([wrong, u8] if name == "pred" else [u8, wrong]))
+    with pytest.raises(ValueError, match=r"^pred \(1, 3, 4, 4\) and gt \(1, 3, 4, 5\) differ in shape$"):
+        M.psnr(u8, torch.zeros(1, 3, 4, 5, dtype=torch.uint8))
+    for bad in (np.zeros((1, 3, 4, 4)), torch.zeros(1, 2, 4, 4), torch.zeros(3, 4, 4)):
+        shown = re.escape(str(getattr(bad, "shape", "")))
+        with pytest.raises(ValueError, match=rf"^rgb: expected a \(B, 3, H, W\) tensor, got {shown}$"):
+            M.colorfulness_m3(bad)
+    with pytest.raises(ValueError, match=r"^ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"):
+        M.mean_chroma(torch.zeros(1, 3, 2, 2))
 
 
 def _m3_reference(img: np.ndarray) -> float:
