@@ -45,6 +45,7 @@ MODULES: dict[str, list[str]] = {
     "src/chromaflow/train/losses.py": [
         "tests/train/test_colorization.py::test_classification_loss_matches_dense_reference",
         "tests/train/test_colorization.py::test_regression_loss_is_eq_2_1_per_pixel",
+        "tests/train/test_colorization.py::test_loss_input_rules_and_their_messages",
         "tests/train/test_colorization.py::test_task_loss_with_its_defaults_is_table_2_1",
     ],
     "src/chromaflow/color/decode.py": ["tests/color/test_gamut_prior_decode.py"],

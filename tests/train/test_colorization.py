@@ -120,6 +120,24 @@ def test_regression_loss_is_eq_2_1_per_pixel():
         regression_loss(pred[:, :1], tgt[:, :1])
 
 
+def test_loss_input_rules_and_their_messages():
+    logits, idx = torch.zeros(2, 313, 3, 4), torch.zeros(2, 5, 3, 4, dtype=torch.long)
+    w = torch.full((2, 5, 3, 4), 0.2)
+    msg = (r"^classification_loss: logits \({}\) and soft encoding idx \({}\) / w \({}\) do not match "
+           r"\(expected \(B, Q, h, w\) and \(B, k, h, w\)\)$")  # fmt: skip
+    for lg, ix, ww in ((logits[0], idx, w), (logits, idx, w[:, :4]), (logits[:1], idx, w), (logits[..., :3], idx, w)):
+        shapes = (", ".join(map(str, t.shape)) for t in (lg, ix, ww))
+        with pytest.raises(ValueError, match=msg.format(*shapes)):
+            classification_loss(lg, ix, ww)
+    pred = torch.zeros(2, 2, 3, 4)
+    for a, b in ((pred, pred[..., :3]), (pred[0], pred[0]), (pred[:, :1], pred[:, :1])):
+        shapes = (", ".join(map(str, t.shape)) for t in (a, b))
+        with pytest.raises(
+            ValueError, match=r"^regression_loss: pred \({}\) and target \({}\) must be \(B, 2, h, w\)$".format(*shapes)
+        ):
+            regression_loss(a, b)
+
+
 def test_targets_are_area_downsampled_lab():
     task = ColorizationTask(Synth(2, 32), loss="softce", width=0.125)
     rgb = Synth(2, 32).x
