@@ -91,6 +91,9 @@ def test_auc_input_rules_and_their_messages():
         with pytest.raises(ValueError, match=r"^weight: must be finite and >= 0$"):
             M.auc(z, z, torch.full((1, 2, 2), bad))
     assert M.auc(z, z, torch.full((1, 2, 2), 0.5)) == 100.0  # weights below 1 are fine
+    assert M.auc(torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 3.0)) == pytest.approx(100 * 146 / 151)  # 1 pixel
+    assert M.mean_or_nan([]) != M.mean_or_nan([])  # nan for no images
+    assert M.mean_or_nan([3.0]) == 3.0 and M.mean_or_nan([1.0, float("inf")]) == float("inf")
     m = M.AucMeter()
     m.update(z, z, torch.zeros(1, 2, 2))
     with pytest.raises(ValueError, match=r"^AucMeter: no pixels \(or zero total weight\) accumulated$"):
@@ -206,6 +209,10 @@ def test_class_weight_prior_rules_and_the_zero_prior_cap(color, caplog):
         w = M.auc_class_weights(corner)
     assert f"{int(zero.sum())} bins have zero smoothed prior" in caplog.text
     assert torch.isfinite(w).all() and (w[zero] == w[~zero].max()).all()
+    wp = (w * ps)[~zero]  # the other bins keep w ~ 1 / p~ (Eq. 2.4 with lambda = 0)
+    torch.testing.assert_close(wp, torch.full_like(wp, float(wp[0])), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match=r"^gt_ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"):
+        M.pixel_class_weights(torch.zeros(1, 3, 2, 2), w)
     assert float((ps * w).sum()) == pytest.approx(1.0)
 
 
