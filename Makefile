@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 export TS_DISABLE_TOKEN_AUTHORIZATION :=
 
-.PHONY: install test test-slow test-browser lint demo bench bench-gpu image browser clean lock
+.PHONY: install test test-slow test-browser lint demo bench bench-gpu image browser clean lock mutate
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
+
+# Mutation testing (mutmut) of the modules that hold the thesis's numbers; survivors in runs/mutate/report.md.
+# Not part of `make test`: one pytest run per mutant. MODULES="constants metrics" limits it.
+mutate: install
+	$(BIN)/python tests/mutate.py $(MODULES)
 
 test-browser: install browser
 	$(BIN)/pytest -q -m browser

@@ -28,12 +28,38 @@ def repo_root() -> Path:
     return REPO
 
 
+def in_ci() -> bool:
+    """CI sets ``CI=true`` and always has ``../shared``: there a missing dataset is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing_shared(reason: str) -> None:
+    """Fail under CI (the data must be there), skip with the reason elsewhere (a clone without ``../shared``)."""
+    msg = f"{reason} (set CHROMAFLOW_SHARED, or lay ../shared beside the checkout)"
+    if in_ci():
+        pytest.fail(f"CI=true but {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """``../shared/datasets``; tests that need it skip with the reason where it is absent."""
+    """``../shared/datasets``: under CI=true a missing folder fails the test; elsewhere it skips with the reason."""
     if not SHARED.is_dir():
-        pytest.skip(f"offline datasets not found at {SHARED} (set CHROMAFLOW_SHARED)")
+        missing_shared(f"offline datasets not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_datasets):
+    """``shared_file("a/b.npy")``: that path under ``../shared/datasets``, failing under CI if it is absent."""
+
+    def get(rel: str) -> Path:
+        p = shared_datasets / rel
+        if not p.exists():
+            missing_shared(f"{rel} not found under {shared_datasets}")
+        return p
+
+    return get
 
 
 @pytest.fixture(scope="session")

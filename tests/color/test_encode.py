@@ -10,7 +10,12 @@ from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
 from chromaflow.color import ab_bins, encode_hard, encode_soft, rgb_to_lab, soft_cross_entropy
-from chromaflow.color.constants import SOFT_K_PAPER, SOFT_K_REFERENCE, SOFT_SIGMA, Q
+from chromaflow.color.constants import Q
+
+# the thesis's numbers as literals, so a changed constant in the code cannot change the reference too
+SOFT_SIGMA = 5.0  # footnote 3: Gaussian kernel of the soft-encoding, in ab units
+SOFT_K_PAPER = 5  # nearest neighbours in the thesis text (ch. 2)
+SOFT_K_REFERENCE = 10  # nearest neighbours in the released code and ch. 3.3.2
 
 
 def _brute(ab: torch.Tensor, k: int, sigma: float = SOFT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +46,23 @@ def test_soft_matches_brute_force_random(k):
     assert idx.shape == (2, k, 4_000, 1) and idx.dtype == torch.long
     np.testing.assert_array_equal(_flat(idx), ridx)
     np.testing.assert_allclose(_flat(w), rw, atol=1e-6)
+
+
+def test_defaults_are_the_thesis_numbers():
+    """``encode_soft(ab)`` without arguments is the ch. 2 text: 5 nearest bins, sigma 5; the constants say so too."""
+    from chromaflow.color import constants
+
+    ab = _random_ab(2_000, seed=11, scale=100.0)
+    idx, w = encode_soft(ab)
+    ridx, rw = _brute(ab, 5, 5.0)
+    np.testing.assert_array_equal(_flat(idx), ridx)
+    np.testing.assert_allclose(_flat(w), rw, atol=1e-6)
+    assert (constants.SOFT_SIGMA, constants.SOFT_K_PAPER, constants.SOFT_K_REFERENCE) == (5.0, 5, 10)
+    assert (constants.PRIOR_SIGMA, constants.REBALANCE_LAMBDA, constants.T_ANNEAL) == (5.0, 0.5, 0.38)
+    assert (constants.GRID, constants.Q, constants.AB_NORM, constants.MASK_CENT) == (10, 313, 110.0, 0.5)
+    assert (constants.AB_MIN, constants.GRID_SIZE, constants.L_CENT, constants.L_NORM) == (-110.0, 23, 50.0, 100.0)
+    assert constants.LAB_CONTRACT == {"l_cent": 50.0, "l_norm": 100.0, "ab_norm": 110.0, "mask_cent": 0.5,
+                                      "grid": 10, "q": 313, "T": 0.38}  # fmt: skip
 
 
 def test_ties_on_integer_grid():

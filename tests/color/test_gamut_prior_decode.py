@@ -86,6 +86,17 @@ def test_rebalance_normalization(lam):
     torch.testing.assert_close(w / w[0], expected / expected[0])
 
 
+def test_smoothing_and_rebalancing_defaults_are_eq_2_4_with_sigma_5_and_lambda_half():
+    """Defaults against Eq. 2.4 written out with the thesis's sigma = 5 and lambda = 1/2 as literals."""
+    p = load_prior().numpy()
+    c = ab_bins(dtype=torch.float64).numpy()
+    g = np.exp(-((c[:, None, :] - c[None]) ** 2).sum(-1) / (2 * 5.0**2))
+    ps = g @ p / (g @ p).sum()
+    np.testing.assert_allclose(smooth_prior(p), ps, rtol=1e-10)
+    w = 1.0 / (0.5 * ps + 0.5 / 313)
+    np.testing.assert_allclose(rebalance_weights(p), w / (ps * w).sum(), rtol=1e-10)
+
+
 def test_rebalance_limits():
     p = load_prior().numpy()
     np.testing.assert_allclose(rebalance_weights(p, lam=1.0), np.ones(Q), rtol=1e-12)

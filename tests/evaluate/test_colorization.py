@@ -122,6 +122,42 @@ def test_shards_baselines_and_exclusions(tmp_path, sample_dir):
     assert (tmp_path / "eval" / "metrics.json").stat().st_mtime_ns == stamp
 
 
+def test_gray_row_auc_raw_and_rebalanced_recomputed_independently(tmp_path, sample_dir, shared_file):
+    """The Gray row of Table 2.1 from scratch: skimage Lab, ab = 0 rendered to uint8 sRGB and read back, nearest of
+    the reference's 313 bins by brute force, weights 1 / p~ (the reference prior smoothed with sigma 5, Eq. 2.4 with
+    lambda = 0), thresholds 0..150. The raw and rebalanced AuCs must each match and differ from each other."""
+    from skimage.color import lab2rgb, rgb2lab
+
+    photos = sorted(sample_dir.glob("*.jpg"))[:2]
+    for p in photos:  # made 64 x 64 here, so the evaluator's resize and crop are the identity
+        with Image.open(p) as im:
+            im.convert("RGB").resize((64, 64), Image.Resampling.BICUBIC).save(tmp_path / f"{p.stem}.png")
+    m = evaluate_colorization(None, tmp_path, tmp_path / "eval", size=64, methods=["gray"], device="cpu")
+    gt = np.stack([np.asarray(Image.open(tmp_path / f"{p.stem}.png")) for p in photos])  # (B, H, W, 3) uint8
+    lab = rgb2lab(gt)
+    gray = np.clip(lab2rgb(np.concatenate([lab[..., :1], np.zeros_like(lab[..., 1:])], -1)), 0, 1)
+    pred_ab = rgb2lab(np.round(gray * 255).astype(np.uint8))[..., 1:]
+    gt_ab = lab[..., 1:].reshape(-1, 2)
+    err = np.linalg.norm(pred_ab.reshape(-1, 2) - gt_ab, axis=1)
+
+    bins = np.load(shared_file("reference_npy/pts_in_hull.npy")).astype(np.float64)
+    prior = np.load(shared_file("reference_npy/prior_probs_imagenet_transcribed.npy")).astype(np.float64)
+    prior /= prior.sum()
+    smooth = np.exp(-((bins[:, None] - bins[None]) ** 2).sum(-1) / (2 * 5.0**2)) @ prior
+    smooth /= smooth.sum()
+    nearest = np.argmin(((gt_ab[:, None] - bins[None]) ** 2).sum(-1), 1)
+    weight = (1 / smooth)[nearest]
+
+    def auc(w):
+        return 100 * np.mean([np.sum(w * (err <= t)) / np.sum(w) for t in range(0, 151)])
+
+    raw, rebal = auc(np.ones_like(err)), auc(weight)
+    row = m["rows"]["Gray"]
+    assert row["auc_raw"] == pytest.approx(raw, abs=0.1)
+    assert row["auc_rebal"] == pytest.approx(rebal, abs=0.1)
+    assert raw - rebal > 5  # saturated pixels weigh more, and gray misses them
+
+
 def test_bad_inputs_are_named(tmp_path, sample_dir):
     with pytest.raises(FileNotFoundError, match="no such file"):
         evaluate_colorization(str(tmp_path / "missing.safetensors"), sample_dir, tmp_path / "o")
@@ -134,8 +170,7 @@ def test_bad_inputs_are_named(tmp_path, sample_dir):
 
 def _classifier_dir(shared_datasets):
     d = shared_datasets / "squeezenet1_1"
-    if not d.is_dir():
-        pytest.skip(f"ImageNet SqueezeNet weights absent at {d}")
+    assert d.is_dir(), f"ImageNet SqueezeNet weights absent at {d} (part of ../shared/datasets)"
     return d
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -57,11 +58,46 @@ def test_auc_weighted_by_hand():
 
 
 @pytest.mark.parametrize(
-    "bad", [torch.zeros(1, 3, 2, 2), torch.zeros(2, 2, 2), np.zeros((1, 2, 2, 2))], ids=["3ch", "3d", "numpy"]
+    ("bad", "error", "message"),
+    [
+        (torch.zeros(1, 3, 2, 2), ValueError, r"^pred_ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"),
+        (torch.zeros(2, 2, 2), ValueError, r"^pred_ab: expected shape \(B, 2, H, W\), got \(2, 2, 2\)$"),
+        (np.zeros((1, 2, 2, 2)), TypeError, r"^pred_ab: expected a torch.Tensor, got ndarray$"),
+    ],
+    ids=["3ch", "3d", "numpy"],
 )
-def test_auc_rejects_bad_shapes(bad):
-    with pytest.raises((ValueError, TypeError), match="pred_ab"):
+def test_auc_rejects_bad_shapes(bad, error, message):
+    """The error names the input and the reason (whole message: a garbled one fails)."""
+    with pytest.raises(error, match=message):
         M.auc(bad, torch.zeros(1, 2, 2, 2))
+    with pytest.raises(error, match=message.replace("pred_ab", "gt_ab")):
+        M.auc(torch.zeros(1, 2, 2, 2), bad)
+
+
+def test_auc_input_rules_and_their_messages():
+    """Each rule of the meter, at its edge, with the whole message (make mutate found these untested)."""
+    z = torch.zeros(1, 2, 2, 2)
+    with pytest.raises(ValueError, match=r"^pred_ab \(1, 2, 2, 2\) and gt_ab \(1, 2, 2, 3\) differ in shape$"):
+        M.auc(z, torch.zeros(1, 2, 2, 3))
+    assert M.auc(torch.zeros(1, 2, 2, 2, dtype=torch.int64), torch.full((1, 2, 2, 2), 3)) == pytest.approx(
+        100 * (151 - 5) / 151
+    )  # integer ab is measured in float: error 3 * sqrt(2) = 4.24 is within t for t >= 5
+    assert M.AucMeter(0).max_threshold == 0  # 0 is a valid largest threshold
+    with pytest.raises(ValueError, match=r"^max_threshold must be >= 0, got -1$"):
+        M.AucMeter(-1)
+    with pytest.raises(ValueError, match=r"^weight: expected shape \(1, 2, 2\), got \(1, 2\)$"):
+        M.auc(z, z, torch.ones(1, 2))
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^weight: must be finite and >= 0$"):
+            M.auc(z, z, torch.full((1, 2, 2), bad))
+    assert M.auc(z, z, torch.full((1, 2, 2), 0.5)) == 100.0  # weights below 1 are fine
+    assert M.auc(torch.zeros(1, 2, 1, 1), torch.full((1, 2, 1, 1), 3.0)) == pytest.approx(100 * 146 / 151)  # 1 pixel
+    assert M.mean_or_nan([]) != M.mean_or_nan([])  # nan for no images
+    assert M.mean_or_nan([3.0]) == 3.0 and M.mean_or_nan([1.0, float("inf")]) == float("inf")
+    m = M.AucMeter()
+    m.update(z, z, torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match=r"^AucMeter: no pixels \(or zero total weight\) accumulated$"):
+        m.auc()
 
 
 def test_auc_empty_meter_raises():
@@ -83,9 +119,27 @@ def test_psnr_matches_skimage():
     assert math.isinf(M.psnr(gt, gt)[0].item())
 
 
-def test_psnr_rejects_float():
-    with pytest.raises(TypeError, match="uint8"):
-        M.psnr(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))
+def test_psnr_colourfulness_chroma_input_rules_and_their_messages():
+    u8 = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    for name, args in (("pred", (torch.rand(1, 3, 4, 4), u8)), ("gt", (u8, torch.rand(1, 3, 4, 4)))):
+        with pytest.raises(TypeError, match=rf"^{name}: expected uint8 RGB in \[0, 255\], got torch.float32$"):
+            M.psnr(*args)
+        with pytest.raises(TypeError, match=rf"^{name}: expected a torch.Tensor, got ndarray$"):
+            M.psnr(*([u8.numpy(), u8] if name == "pred" else [u8, u8.numpy()]))
+        for shape in ((1, 4, 4, 4), (3, 4, 4)):
+            wrong = torch.zeros(shape, dtype=torch.uint8)
+            with pytest.raises(
+                ValueError, match=rf"^{name}: expected shape \(B, 3, H, W\), got {re.escape(str(shape))}$"
+            ):
+                M.psnr(*([wrong, u8] if name == "pred" else [u8, wrong]))
+    with pytest.raises(ValueError, match=r"^pred \(1, 3, 4, 4\) and gt \(1, 3, 4, 5\) differ in shape$"):
+        M.psnr(u8, torch.zeros(1, 3, 4, 5, dtype=torch.uint8))
+    for bad in (np.zeros((1, 3, 4, 4)), torch.zeros(1, 2, 4, 4), torch.zeros(3, 4, 4)):
+        shown = re.escape(str(getattr(bad, "shape", "")))
+        with pytest.raises(ValueError, match=rf"^rgb: expected a \(B, 3, H, W\) tensor, got {shown}$"):
+            M.colorfulness_m3(bad)
+    with pytest.raises(ValueError, match=r"^ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"):
+        M.mean_chroma(torch.zeros(1, 3, 2, 2))
 
 
 def _m3_reference(img: np.ndarray) -> float:
@@ -121,7 +175,9 @@ def test_mean_chroma():
 
 @pytest.fixture(scope="module")
 def color():
-    return pytest.importorskip("chromaflow.color")
+    import chromaflow.color
+
+    return chromaflow.color
 
 
 def test_class_weights_are_eq_2_4_with_lambda_0(color):
@@ -132,6 +188,31 @@ def test_class_weights_are_eq_2_4_with_lambda_0(color):
     assert torch.isfinite(w).all()
     # lambda = 0: w ~ 1 / p_smoothed and E_p_smoothed[w] = 1  =>  w * p_smoothed == 1 / Q on every bin
     assert torch.allclose(w * ps, torch.full_like(w, 1 / 313), rtol=1e-6)
+    assert float((ps * w).sum()) == pytest.approx(1.0)
+
+
+def test_class_weight_prior_rules_and_the_zero_prior_cap(color, caplog):
+    msg = r"^prior: expected a \(Q,\) non-negative finite vector with positive sum, got \({}\)$"
+    for bad, shape in ((torch.ones(2, 313), "2, 313"), (torch.full((313,), float("nan")), "313,"),
+                       (-torch.ones(313), "313,"), (torch.zeros(313), "313,")):  # fmt: skip
+        with pytest.raises(ValueError, match=msg.format(shape)):
+            M.auc_class_weights(bad)
+    p = torch.rand(313, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(M.auc_class_weights(p * 7), M.auc_class_weights(p))  # any scale: normalized
+    # all mass on one corner bin: far bins' smoothed prior underflows to 0; their weight is capped, not inf
+    corner = torch.zeros(313, dtype=torch.float64)
+    corner[0] = 1
+    ps = torch.as_tensor(color.smooth_prior(corner), dtype=torch.float64)
+    zero = ~torch.isfinite(1 / ps)  # 0 or subnormal
+    assert zero.any()
+    with caplog.at_level("WARNING"):
+        w = M.auc_class_weights(corner)
+    assert f"{int(zero.sum())} bins have zero smoothed prior" in caplog.text
+    assert torch.isfinite(w).all() and (w[zero] == w[~zero].max()).all()
+    wp = (w * ps)[~zero]  # the other bins keep w ~ 1 / p~ (Eq. 2.4 with lambda = 0)
+    torch.testing.assert_close(wp, torch.full_like(wp, float(wp[0])), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match=r"^gt_ab: expected shape \(B, 2, H, W\), got \(1, 3, 2, 2\)$"):
+        M.pixel_class_weights(torch.zeros(1, 3, 2, 2), w)
     assert float((ps * w).sum()) == pytest.approx(1.0)
 
 

@@ -11,7 +11,8 @@ from chromaflow.color.palette import soften, suggest_palette, weighted_kmeans
 
 def test_weighted_kmeans_matches_sklearn_on_replicated_points():
     """Integer weights == replicated points: sklearn KMeans with sample_weight finds the same partition cost."""
-    sklearn = pytest.importorskip("sklearn.cluster")
+    import sklearn.cluster as sklearn
+
     rng = np.random.default_rng(0)
     centres = np.array([[-60, 40], [0, 0], [50, 50], [30, -70]], float)
     pts = np.concatenate([c + rng.normal(0, 4, (20, 2)) for c in centres])
@@ -54,7 +55,8 @@ def test_soften_and_bad_input():
 
 
 def test_ab_swatch_gamut_matches_skimage():
-    skimage = pytest.importorskip("skimage.color")
+    import skimage.color as skimage
+
     from chromaflow.color.palette import ab_swatch
 
     rgb, ok = ab_swatch(60.0, resolution=45)

@@ -32,7 +32,8 @@ def test_score_2afc_matches_thesis_and_official():
     # thesis: 4 of 5 prefer x0 and the metric picks x0 -> 80% credit
     assert score_2afc([0.1], [0.2], [0.2]) == pytest.approx(0.8)
     assert score_2afc([0.3], [0.3], [0.2]) == pytest.approx(0.5)
-    lpips = pytest.importorskip("lpips")
+    import lpips
+
     batches = [{"ref": torch.tensor([i]), "p0": torch.tensor([d0[i]]), "p1": torch.tensor([d1[i]]),
                 "judge": torch.tensor([judge[i]])} for i in range(200)]  # fmt: skip
     vals = {"p0": iter(d0), "p1": iter(d1)}
@@ -46,7 +47,8 @@ def test_score_jnd_matches_official_and_bounds():
     ds = rng.random(300)
     same = (rng.random(300) < 0.4 * (1 - ds)).astype(float)
     same[:30] = rng.integers(0, 4, 30) / 3.0  # fractional "same" votes (3 observers)
-    lpips = pytest.importorskip("lpips")
+    import lpips
+
     batches = [
         {"p0": torch.tensor([ds[i]]), "p1": torch.tensor([0.0]), "same": torch.tensor([same[i]])} for i in range(300)
     ]
@@ -59,7 +61,8 @@ def test_score_jnd_matches_official_and_bounds():
 
 
 def test_ssim_matches_skimage():
-    skm = pytest.importorskip("skimage.metrics")
+    import skimage.metrics as skm
+
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 64, 48, generator=g, dtype=torch.float64)
     y = (x + 0.1 * torch.randn(3, 3, 64, 48, generator=g, dtype=torch.float64)).clamp(0, 1)
@@ -72,7 +75,8 @@ def test_ssim_matches_skimage():
 
 
 def test_l2_psnr_agree_with_skimage():
-    skm = pytest.importorskip("skimage.metrics")
+    import skimage.metrics as skm
+
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     want = skm.peak_signal_noise_ratio(x[0].numpy(), y[0].numpy(), data_range=1.0)
     assert float(-psnr_distance(x, y)[0]) == pytest.approx(want, abs=1e-4)

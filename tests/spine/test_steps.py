@@ -182,6 +182,47 @@ def test_evaluate_guided_auto_row_sees_the_same_input_side(guided_weights, tmp_p
     assert r["auto_psnr"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
 
 
+def test_evaluate_guided_feeds_the_revealed_patches_to_the_network(guided_weights, tmp_path, repo_root):
+    """Spy on siggraph17's input inside ``psnr_sweep``: at N points the mask plane is ``mask - 0.5`` with exactly the
+    N random 3x3 patches at +0.5 (the placement drawn from the documented seed), and the hint plane holds each
+    patch's mean ground-truth ab (skimage) / 110; at N = 0 nothing is revealed."""
+    import numpy as np
+    import torch
+    from skimage.color import rgb2lab
+
+    from chromaflow.evaluate.colorization import _load_rgb, load_eval_items
+    from chromaflow.evaluate.guided import psnr_sweep
+    from chromaflow.models.siggraph17 import SIGGRAPH17
+
+    seen = []
+
+    def spy(module, args):
+        if isinstance(module, SIGGRAPH17):
+            seen.append((args[1].clone(), args[2].clone()))
+
+    size, patch, points = 32, 3, (0, 1, 4)
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(spy)
+    try:
+        psnr_sweep(guided_weights, repo_root / "data/sample", tmp_path / "e", points=points, patch=patch, size=size,
+                   max_images=1, placements=("random",), levin=False)  # fmt: skip
+    finally:
+        handle.remove()
+    assert len(seen) == len(points)
+    (item,), _ = load_eval_items(repo_root / "data/sample", split="val", size=size, max_images=1, seed=0)
+    gt_ab = rgb2lab(_load_rgb(item, size).permute(1, 2, 0).numpy())[..., 1:]
+    rng = np.random.default_rng([0, 0])  # psnr_sweep's placement seed for image 0
+    ys, xs = rng.integers(0, size - patch + 1, max(points)), rng.integers(0, size - patch + 1, max(points))
+    for n, (hint_in, mask_in) in zip(points, seen, strict=True):
+        want = np.zeros((size, size))
+        hint = np.zeros((size, size, 2))
+        for y, x in zip(ys[:n], xs[:n], strict=True):
+            want[y : y + patch, x : x + patch] = 1
+            hint[y : y + patch, x : x + patch] = gt_ab[y : y + patch, x : x + patch].mean((0, 1))
+        np.testing.assert_array_equal(mask_in[0, 0].numpy(), want - 0.5)
+        np.testing.assert_allclose(hint_in[0].permute(1, 2, 0).numpy(), hint / 110, atol=0.05 / 110)
+    assert np.abs(seen[-1][0].numpy()).max() > 1 / 110  # a coloured patch, not gray
+
+
 def test_evaluate_task_guided_cli_names_bad_input(guided_weights, tmp_path, repo_root):
     from chromaflow import cli
 

@@ -77,6 +77,31 @@ def test_transfer_end_to_end_and_cache(prepared, tmp_path, monkeypatch):
     assert again["rows"] == m["rows"]
 
 
+def test_probes_are_scored_on_the_held_out_split(tmp_path):
+    """Train: colour is the class (a probe fits it 100%). Val: each class is half warm, half cool, so colour says
+    nothing and a probe that learned colour is at chance: the reported top-1 must be 50%, not the train 100%."""
+    from chromaflow.data.prepare import prepare
+
+    rng = np.random.default_rng(1)
+    colours = {"warm": (200, 60, 40), "cool": (40, 80, 200)}
+    layout = {"train": {"a": ["warm"] * 8, "b": ["cool"] * 8}, "val": {"a": ["warm", "cool"] * 3,
+              "b": ["cool", "warm"] * 3}}  # fmt: skip
+    for split, classes in layout.items():
+        for label, looks in classes.items():
+            d = tmp_path / "src" / split / label
+            d.mkdir(parents=True)
+            for i, look in enumerate(looks):
+                img = np.clip(np.array(colours[look]) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:03d}.png")
+    prepare(str(tmp_path / "src"), str(tmp_path / "prep"), max_side=32, workers=1)
+    m = tr.transfer({"col": "random:eccv16:width=0.125"}, tmp_path / "prep", tmp_path / "out", size=32,
+                    target_dim=256, wd=(1e-2,), max_iter=30, batch_size=8)  # fmt: skip
+    assert m["n_train"] == 16 and m["n_val"] == 12
+    for layer in ("conv1", "conv2"):
+        assert m["detail"]["col"][layer]["train_top1"] == 100.0
+        assert m["rows"]["col"][layer] == pytest.approx(50.0)
+
+
 def test_transfer_input_errors(prepared, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tr.transfer(["x=nope.safetensors"], prepared, tmp_path)

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 
-models = pytest.importorskip("chromaflow.models")
+import chromaflow.models as models
+
 # MLflow nags about type hints on predict; the logged ModelSignature is the schema on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 

@@ -66,6 +66,51 @@ def test_classification_loss_matches_dense_reference(rebalance):
     assert ours == pytest.approx(ref, rel=1e-4)
 
 
+class FixedOutput(torch.nn.Module):
+    """Stands in for eccv16 in the task's own loss code: records its input, returns fixed outputs."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out, self.seen = torch.nn.Parameter(out), None
+
+    def forward(self, l_in: torch.Tensor) -> torch.Tensor:
+        self.seen = l_in.detach().clone()
+        return self.out
+
+
+@pytest.mark.parametrize("loss", ["rebalanced", "softce", "l2"])
+def test_task_loss_with_its_defaults_is_table_2_1(loss, shared_file):
+    """``ColorizationTask(loss=...).loss`` (its own code, its default settings) vs numpy with the thesis's numbers
+    as literals: skimage Lab; L fed as (L - 50) / 100; targets at H/4 (4x4 means); soft-encoding 5 nearest bins,
+    sigma 5; rebalancing Eq. 2.4 with lambda 1/2 and sigma 5; L2 as 1/2 ||ab / 110 - pred||^2 per pixel."""
+    from skimage.color import rgb2lab
+
+    pts = np.load(shared_file("reference_npy/pts_in_hull.npy")).astype(np.float64)
+    rgb = Synth(3, 32, seed=5).x
+    lab = rgb2lab(rgb.permute(0, 2, 3, 1).numpy())  # (B, H, W, 3)
+    small = lab[..., 1:].reshape(3, 8, 4, 8, 4, 2).mean((2, 4)).reshape(-1, 2)  # (B*8*8, 2) at H/4
+    g = torch.Generator().manual_seed(0)
+    head = torch.randn(3, 2 if loss == "l2" else 313, 8, 8, generator=g) * (0.3 if loss == "l2" else 3.0)
+    net = FixedOutput(head)
+    got, _ = ColorizationTask(Synth(2), loss=loss).loss(net, {"rgb": rgb})
+    np.testing.assert_allclose(net.seen[:, 0].numpy(), (lab[..., 0] - 50) / 100, atol=5e-4)
+    flat = head.double().permute(0, 2, 3, 1).reshape(-1, head.shape[1]).numpy()
+    if loss == "l2":
+        ref = np.mean(0.5 * ((small / 110 - flat) ** 2).sum(1))
+    else:
+        z = _ref_soft_target(small, pts, 5, 5.0)
+        logp = torch.log_softmax(torch.from_numpy(flat), 1).numpy()
+        v = np.ones(len(z))
+        if loss == "rebalanced":
+            p = color.load_prior().numpy()
+            gk = np.exp(-((pts[:, None] - pts[None]) ** 2).sum(-1) / (2 * 5.0**2))
+            ps = gk @ p / (gk @ p).sum()
+            w = 1 / (0.5 * ps + 0.5 / 313)
+            v = (w / (ps * w).sum())[z.argmax(1)]
+        ref = np.mean(-v * (z * logp).sum(1))
+    assert float(got.detach()) == pytest.approx(ref, rel=2e-4)
+
+
 def test_regression_loss_is_eq_2_1_per_pixel():
     g = torch.Generator().manual_seed(0)
     pred, tgt = torch.randn(2, 2, 3, 4, generator=g), torch.randn(2, 2, 3, 4, generator=g)
@@ -73,6 +118,24 @@ def test_regression_loss_is_eq_2_1_per_pixel():
     assert float(regression_loss(pred, tgt)) == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ValueError, match="must be"):
         regression_loss(pred[:, :1], tgt[:, :1])
+
+
+def test_loss_input_rules_and_their_messages():
+    logits, idx = torch.zeros(2, 313, 3, 4), torch.zeros(2, 5, 3, 4, dtype=torch.long)
+    w = torch.full((2, 5, 3, 4), 0.2)
+    msg = (r"^classification_loss: logits \({}\) and soft encoding idx \({}\) / w \({}\) do not match "
+           r"\(expected \(B, Q, h, w\) and \(B, k, h, w\)\)$")  # fmt: skip
+    for lg, ix, ww in ((logits[0], idx, w), (logits, idx, w[:, :4]), (logits[:1], idx, w), (logits[..., :3], idx, w)):
+        shapes = (", ".join(map(str, t.shape)) for t in (lg, ix, ww))
+        with pytest.raises(ValueError, match=msg.format(*shapes)):
+            classification_loss(lg, ix, ww)
+    pred = torch.zeros(2, 2, 3, 4)
+    for a, b in ((pred, pred[..., :3]), (pred[0], pred[0]), (pred[:, :1], pred[:, :1])):
+        shapes = (", ".join(map(str, t.shape)) for t in (a, b))
+        with pytest.raises(
+            ValueError, match=r"^regression_loss: pred \({}\) and target \({}\) must be \(B, 2, h, w\)$".format(*shapes)
+        ):
+            regression_loss(a, b)
 
 
 def test_targets_are_area_downsampled_lab():

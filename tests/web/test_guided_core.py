@@ -111,7 +111,7 @@ def test_palette_colours_at_the_points_lightness_match_skimage():
             assert np.abs(np.array(c["rgb"]) - ref).max() <= 1.0
 
 
-def test_colorize_guided_png_and_hints_move_the_colour(model, photo, photo_b64):
+def test_colorize_guided_png_keeps_the_input_l(model, photo, photo_b64):
     s = svc(model, "colorize_guided")
     plain = call(s, {"image": photo_b64})
     assert plain.status == 200 and plain.content_type == "image/png"
@@ -120,6 +120,25 @@ def test_colorize_guided_png_and_hints_move_the_colour(model, photo, photo_b64):
     # the output keeps the input's L (skimage) except where a colour had to be clipped into sRGB
     dl = np.abs(rgb2lab(out0)[..., 0] - rgb2lab(photo)[..., 0])
     assert np.median(dl) < 0.5 and np.mean(dl < 1.5) > 0.98
+
+
+@pytest.mark.parametrize(("x", "y"), [(72, 48), (20, 20)])
+def test_the_shipped_model_moves_the_colour_toward_a_saturated_hint(photo, x, y):
+    """weights/guided, one 3x3 hint of a saturated purple (a, b) = (70, -50) that the photo does not have: the
+    mean skimage ab of the 7x7 pixels around the point goes from ~90 ab units away to within 15 of the hint."""
+    from chromaflow.models.shipped import load_shipped
+
+    net, _ = load_shipped("guided")
+    rgb = torch.from_numpy(photo.copy()).permute(2, 0, 1)
+    hint = np.array([70.0, -50.0])
+    plain, hinted = guided_batch(net, [GuidedInput(rgb), GuidedInput(rgb, [Hint(x, y, ab=tuple(hint))])], size=SIZE)
+
+    def dist_to_hint(r) -> float:
+        lab = rgb2lab(r.rgb.permute(1, 2, 0).numpy())
+        return float(np.linalg.norm(lab[y - 3 : y + 4, x - 3 : x + 4, 1:].reshape(-1, 2).mean(0) - hint))
+
+    before, after = dist_to_hint(plain), dist_to_hint(hinted)
+    assert before > 60 and after < 15 and after < 0.2 * before, (before, after)
 
 
 class Spy(torch.nn.Module):

@@ -106,14 +106,15 @@ def auc_class_weights(prior: torch.Tensor, sigma: float = PRIOR_SIGMA) -> torch.
     if p.ndim != 1 or not torch.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
         raise ValueError(f"prior: expected a (Q,) non-negative finite vector with positive sum, got {tuple(p.shape)}")
     p = p / p.sum()
-    w = torch.as_tensor(rebalance_weights(p, lam=0.0, sigma=sigma), dtype=torch.float64)
-    bad = ~torch.isfinite(w)
-    if bad.any():
-        ps = torch.as_tensor(smooth_prior(p, sigma=sigma), dtype=torch.float64)
-        log.warning("rebalanced AuC: %d bins have zero smoothed prior; capping their weight", int(bad.sum()))
-        w = torch.where(bad, w[~bad].max(), w)
-        w = w / (ps * w).sum()
-    return w
+    ps = torch.as_tensor(smooth_prior(p, sigma=sigma), dtype=torch.float64)
+    # p~ underflows (to 0 or a subnormal) far from a concentrated prior: 1 / p~ would be infinite there
+    bad = ~torch.isfinite(1.0 / ps)
+    if not bad.any():
+        return torch.as_tensor(rebalance_weights(p, lam=0.0, sigma=sigma), dtype=torch.float64)
+    log.warning("rebalanced AuC: %d bins have zero smoothed prior; capping their weight", int(bad.sum()))
+    w = 1.0 / ps.masked_fill(bad, 1.0)  # 1 / p~ on the other bins (Eq. 2.4 with lambda = 0)
+    w = w.masked_fill(bad, float(w[~bad].max()))
+    return w / (ps * w).sum()
 
 
 def pixel_class_weights(gt_ab: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
