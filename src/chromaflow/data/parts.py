@@ -54,3 +54,10 @@ def check_cover(parts: list[tuple[int, int]], what: str) -> int:
             f"{what}: need parts 1..{n} once each, in order; got {[i + 1 for i in got]} (missing {[m + 1 for m in missing]})"
         )
     return n
+
+
+def part_list(count: int) -> list[str]:
+    """The ``"I/N"`` names of all parts: ``part_list(3) == ["1/3", "2/3", "3/3"]``."""
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"the number of parts must be an int >= 1, got {count!r}")
+    return [f"{i}/{count}" for i in range(1, count + 1)]
