@@ -1,11 +1,16 @@
-"""prepare/stats in parts (``--part I/N``) merged: the single-machine run's rows, manifest and stats, exactly."""
+"""prepare/stats in parts (``--part I/N``) merged: the single-machine run's rows, manifest and stats, exactly;
+over HTTP each part fetches only its share."""
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
+import http.server
 import json
 import os
 import shutil
+import threading
 
 import pyarrow.parquet as pq
 import pytest
@@ -157,3 +162,56 @@ def test_merge_refuses_missing_repeated_or_foreign_parts(sample_dir, tmp_path):
         stats_merge(s, tmp_path / "sm")
     with pytest.raises(ValueError, match=r"missing \[2\]"):
         stats_merge(s[:1], tmp_path / "sm")
+
+
+@pytest.fixture
+def http_listing(sample_dir, tmp_path):
+    """A real HTTP server on 127.0.0.1 (a thread) serving ``list.txt`` (one relative path a line) and the
+    files it names; yields (list URL, {path: GET body bytes served}, {path: size})."""
+    root = tmp_path / "www"
+    (root / "imgs").mkdir(parents=True)
+    for p in sorted(sample_dir.glob("kodim0*.jpg")):
+        shutil.copy(p, root / "imgs" / p.name)
+    (root / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
+    names = sorted(p.name for p in (root / "imgs").iterdir())
+    (root / "list.txt").write_text("".join(f"imgs/{n}\n" for n in names))
+    served: collections.Counter = collections.Counter()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def copyfile(self, source, outputfile):  # the body of a GET (HEAD sends none)
+            data = source.read()
+            served[self.path] += len(data)
+            outputfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sizes = {f"/imgs/{n}": (root / "imgs" / n).stat().st_size for n in names}
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/list.txt", served, sizes
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_each_http_part_fetches_only_its_share(http_listing, tmp_path):
+    url, served, sizes = http_listing
+    fetched = []
+    for i in range(N):
+        served.clear()
+        prepare(url, tmp_path / f"p{i}", part=(i, N), **PARAMS)
+        files = {p: n for p, n in served.items() if p.startswith("/imgs/")}
+        assert files and all(n == sizes[p] for p, n in files.items())  # whole files, its own only
+        fetched.append(set(files))
+    assert sum(len(f) for f in fetched) == len(set().union(*fetched)) == len(sizes)  # each file by one part
+    assert max(sum(sizes[p] for p in f) for f in fetched) < 0.6 * sum(sizes.values())
+    served.clear()
+    single = prepare(url, tmp_path / "single", **PARAMS)
+    assert set(served) - {"/list.txt"} == set(sizes)
+    merged = prepare_merge([tmp_path / f"p{i}" for i in range(N)], tmp_path / "merged")
+    assert [r["path"] for r in merged["rejected"]] == ["broken.jpg"]
+    assert_same_dataset(tmp_path / "single", tmp_path / "merged")
+    assert merged["fingerprint"] == single["fingerprint"]
