@@ -372,6 +372,12 @@ def build_manifest(
     }
 
 
+def summary_line(manifest: dict) -> str:
+    """One line of a manifest's counts, as the CLI prints it."""
+    c = manifest["counts"]
+    return f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="fsspec URL: folder, archive (zip:// tar://), or .txt list")
     parser.add_argument("--out", required=True, help="output folder (shards/ and manifest.json)")
@@ -410,6 +416,5 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         log.error("prepare failed: %s", printable(exc))
         return 2
-    c = manifest["counts"]
-    print(f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected")
+    print(summary_line(manifest))
     return 0

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from chromaflow.data.parts import check_cover
-from chromaflow.data.prepare import build_manifest, up_to_date
+from chromaflow.data.prepare import build_manifest, summary_line, up_to_date
 from chromaflow.data.sources import fingerprint_of
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.logs import printable
@@ -142,6 +142,5 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         log.error("prepare-merge failed: %s", printable(exc))
         return 2
-    c = manifest["counts"]
-    print(f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected")
+    print(summary_line(manifest))
     return 0
