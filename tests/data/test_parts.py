@@ -215,3 +215,37 @@ def test_each_http_part_fetches_only_its_share(http_listing, tmp_path):
     assert [r["path"] for r in merged["rejected"]] == ["broken.jpg"]
     assert_same_dataset(tmp_path / "single", tmp_path / "merged")
     assert merged["fingerprint"] == single["fingerprint"]
+
+
+def test_a_local_part_opens_only_its_share(sample_dir, tmp_path, monkeypatch):
+    import chromaflow.data.prepare as prepare_mod
+    import chromaflow.data.sources as sources_mod
+
+    opened = []
+    for mod, name in ((sources_mod, "open_regular"), (prepare_mod, "read_regular"), (sources_mod, "read_regular")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(
+            mod, name, lambda path, *a, _real=real, **k: opened.append(os.fspath(path)) or _real(path, *a, **k)
+        )
+    m = prepare(str(sample_dir), tmp_path / "p", part=(1, N), **PARAMS)
+    ids = {r["id"] for r in split_rows(tmp_path / "p", "train") + split_rows(tmp_path / "p", "val")}
+    ids |= {r["path"] for r in m["rejected"]}
+    assert 5 <= len(ids) <= 15
+    assert {os.path.relpath(p, sample_dir) for p in opened} == ids  # its md5s and its reads, nothing else
+
+
+def test_more_parts_than_files_leaves_some_empty_and_still_merges(odd_dir, tmp_path):
+    n = 25  # odd_dir has fewer candidates: some parts have nothing to ingest
+    single = tmp_path / "single"
+    prepare(str(odd_dir), single, **PARAMS)
+    parts = [tmp_path / f"p{i}" for i in range(n)]
+    ms = [prepare(str(odd_dir), p, part=(i, n), **PARAMS) for i, p in enumerate(parts)]
+    assert any(not m["shards"] and not m["rejected"] for m in ms)
+    prepare_merge(parts, tmp_path / "merged")
+    assert_same_dataset(single, tmp_path / "merged")
+    whole = tmp_path / "stats"
+    stats(single, whole, workers=1)
+    sparts = [tmp_path / f"s{i}" for i in range(n)]  # more parts than train rows: some count nothing
+    assert 0 in [stats(single, sp, workers=1, part=(i, n))["images"] for i, sp in enumerate(sparts)]
+    stats_merge(sparts, tmp_path / "stats_merged")
+    assert digests(tmp_path / "stats_merged") == digests(whole)
