@@ -22,7 +22,10 @@ from components.promote import promote
 from components.train import train
 from kfp.dsl import PipelineTask
 
-DETERMINISTIC = {"prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer"}
+DETERMINISTIC = {
+    "prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer", "part_list", "prepare_merge", "stats_merge"
+}  # fmt: skip
+DATA_PART_RETRIES = 2  # a preempted or failed data part runs again (it writes the same bytes)
 GPU_TYPE = "nvidia.com/gpu"
 SHM_SIZE = "8Gi"
 
@@ -40,6 +43,13 @@ def gpu_training(task: PipelineTask, *, gpus: int = 1, cpu: str = "8", memory: s
     k8s = task.platform_config.setdefault("kubernetes", {})
     k8s.setdefault("emptyDirMounts", []).append(mount)
     return task
+
+
+def data_part(task: PipelineTask, *, cpu: str = "2", memory: str = "4G") -> PipelineTask:
+    """A ``prepare``/``stats`` part task: CPU and memory requests (so parts spread over nodes) and retries.
+    4G: a stats part holds a 2^24 int64 RGB histogram (128 MiB) and decoded row groups; prepare one batch."""
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    return task.set_retry(num_retries=DATA_PART_RETRIES, backoff_duration="30s")
 
 
 def promote_step(

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from chromaflow.data.images import DEFAULT_MAX_PIXELS, percentile, process_image, too_large
+from chromaflow.data.parts import parse_part, part_name
 from chromaflow.data.sources import Entry, list_source, read_regular
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.logs import printable, progress
@@ -101,8 +102,8 @@ def gray_flags(results: list[dict], gray_chroma: float = GRAY_CHROMA) -> list[bo
 class _ShardWriter:
     """Buffers rows of one split and writes ``<split>-NNNNN.parquet`` atomically every ``rows`` rows."""
 
-    def __init__(self, folder: Path, split: str, rows: int):
-        self.folder, self.split, self.rows = folder, split, rows
+    def __init__(self, folder: Path, split: str, rows: int, prefix: str = ""):
+        self.folder, self.split, self.rows, self.prefix = folder, split, rows, prefix
         self.buf: list[dict] = []
         self.written: list[str] = []
         self.count = 0
@@ -116,7 +117,7 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self.buf:
             return
-        name = f"{self.split}-{len(self.written):05d}.parquet"
+        name = f"{self.split}-{self.prefix}{len(self.written):05d}.parquet"
         table = pa.Table.from_pylist(self.buf, schema=SCHEMA)
         with atomic_path(self.folder / name) as tmp:
             pq.write_table(
@@ -145,7 +146,8 @@ def _read(entry: Entry) -> bytes | str:
         return f"unreadable: {type(exc).__name__}: {exc}"
 
 
-def _up_to_date(out: Path, fingerprint: str) -> dict | None:
+def up_to_date(out: Path, fingerprint: str) -> dict | None:
+    """The manifest of ``out`` if it has ``fingerprint`` and all its shards exist, else None."""
     path = out / "manifest.json"
     if not path.is_file():
         return None
@@ -171,6 +173,7 @@ def prepare(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     gray_chroma: float = GRAY_CHROMA,
     follow_symlinks: bool = False,
+    part: tuple[int, int] | None = None,
 ) -> dict:
     """Ingest ``source`` into Parquet shards under ``out``; return the manifest (also ``out/manifest.json``).
 
@@ -179,6 +182,11 @@ def prepare(
     (None: all cores, 1: no pool); ``max_pixels``: decompression-bomb limit; ``follow_symlinks``: follow the
     symbolic links of a local source folder that stay inside it (else they are rejected, listed). Raises ``ValueError`` when the
     source is empty or no file in it is a usable image.
+
+    ``part``: ``(index, count)``, 0-based: ingest only that share of the source's listing
+    (:mod:`chromaflow.data.parts`) into a part folder (shards ``<split>-partIIIIIofNNNNN-KKKKK.parquet``, a part
+    manifest with its share's rejects, gray list and listing records); ``prepare-merge`` joins the parts into
+    the single-machine dataset. A part whose share has no usable image is not an error (the merge checks).
     """
     if not isinstance(max_side, int) or max_side < 8:
         raise ValueError(f"max_side must be an int >= 8, got {max_side!r}")
@@ -199,9 +207,9 @@ def prepare(
     }
     if follow_symlinks:  # only when set: the fingerprint and manifest of a default run stay what they were
         params["follow_symlinks"] = True
-    listing = list_source(source, follow_symlinks=follow_symlinks)
-    fingerprint = listing.fingerprint(params)
-    done = _up_to_date(out, fingerprint)
+    listing = list_source(source, follow_symlinks=follow_symlinks, part=part)
+    fingerprint = listing.fingerprint(params if part is None else {**params, "part": list(part)})
+    done = up_to_date(out, fingerprint)
     if done is not None:
         log.info(
             "prepare: %s is up to date with %s (fingerprint %s); nothing to do",
@@ -211,13 +219,14 @@ def prepare(
         )
         return done
     entries = listing.entries
-    if not entries and not listing.unreadable:
+    if not (len(entries) if part is None else listing.total) and not listing.unreadable:
         raise ValueError(f"source {source!r} is empty: no files found")
 
     (out / "manifest.json").unlink(missing_ok=True)  # a crash mid-run must not leave a valid-looking output
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    writers = {s: _ShardWriter(shard_dir, s, shard_rows) for s in ("train", "val")}
+    prefix = f"{part_name(part)}-" if part is not None else ""
+    writers = {s: _ShardWriter(shard_dir, s, shard_rows, prefix) for s in ("train", "val")}
     rejected = list(listing.unreadable)
     grayscale, converted = [], []
     labels: set[str] = set()
@@ -281,36 +290,33 @@ def prepare(
     for stale in shard_dir.glob("*.parquet"):  # shards of an earlier run with other inputs/params
         if f"shards/{stale.name}" not in shards:
             stale.unlink()
-    n_ok = len(entries) + len(listing.unreadable) - len(rejected)
-    if n_ok == 0:
-        first = "; ".join(f"{r['path']}: {r['reason']}" for r in rejected[:5])
-        raise ValueError(f"source {source!r}: none of its {len(rejected)} files is a usable image ({first})")
-    counts = {
-        "images": n_ok,
-        "train": writers["train"].count,
-        "val": writers["val"].count,
-        "rejected": len(rejected),
-        "grayscale": len(grayscale),
-        "color": n_ok - len(grayscale),
-        "converted": len(converted),
-        "labels": len(labels),
-    }
-    manifest = {
-        "source": source,
-        "params": params,
-        "fingerprint": fingerprint,
-        "counts": counts,
-        "shards": shards,
-        "rejected": rejected,
-        "grayscale": grayscale,
-        "converted": converted,
-        "metadata": listing.metadata,
-        "schema": {f.name: str(f.type) for f in SCHEMA},
-    }
+    manifest = build_manifest(
+        source,
+        params,
+        fingerprint,
+        shards,
+        {s: w.count for s, w in writers.items()},
+        rejected=rejected,
+        grayscale=grayscale,
+        converted=converted,
+        metadata=listing.metadata,
+        labels=labels,
+        check_usable=part is None,
+    )
+    if part is not None:
+        shared = listing.shared_rejects
+        manifest["part"] = {"index": part[0], "count": part[1]}
+        manifest["labels"] = sorted(labels)
+        manifest["listing"] = {  # what prepare-merge needs to rebuild the single listing's fingerprint
+            "records": [r.decode("utf-8", "surrogateescape") for r in listing.records()],
+            "shared_rejects": shared,
+            "entry_rejects": len(listing.unreadable) - shared,
+        }
+    counts = manifest["counts"]
     write_json(out / "manifest.json", manifest)
     log.info(
         "prepare: %d images (%d train, %d val, %d gray), %d rejected -> %s",
-        n_ok,
+        counts["images"],
         counts["train"],
         counts["val"],
         counts["grayscale"],
@@ -320,6 +326,56 @@ def prepare(
     for r in rejected:
         log.warning("prepare: rejected %s: %s", printable(r["path"]), printable(r["reason"]))
     return manifest
+
+
+def build_manifest(
+    source: str,
+    params: dict,
+    fingerprint: str,
+    shards: list[str],
+    rows: dict[str, int],
+    *,
+    rejected: list[dict],
+    grayscale: list[str],
+    converted: list[dict],
+    metadata: list[str],
+    labels: set[str],
+    check_usable: bool = True,
+) -> dict:
+    """The manifest of a prepared dataset (``rows``: rows per split); ``check_usable``: raise ``ValueError``
+    naming the first rejects when no image is usable."""
+    n_ok = rows["train"] + rows["val"]
+    if check_usable and n_ok == 0:
+        first = "; ".join(f"{r['path']}: {r['reason']}" for r in rejected[:5])
+        raise ValueError(f"source {source!r}: none of its {len(rejected)} files is a usable image ({first})")
+    counts = {
+        "images": n_ok,
+        "train": rows["train"],
+        "val": rows["val"],
+        "rejected": len(rejected),
+        "grayscale": len(grayscale),
+        "color": n_ok - len(grayscale),
+        "converted": len(converted),
+        "labels": len(labels),
+    }
+    return {
+        "source": source,
+        "params": params,
+        "fingerprint": fingerprint,
+        "counts": counts,
+        "shards": shards,
+        "rejected": rejected,
+        "grayscale": grayscale,
+        "converted": converted,
+        "metadata": metadata,
+        "schema": {f.name: str(f.type) for f in SCHEMA},
+    }
+
+
+def summary_line(manifest: dict) -> str:
+    """One line of a manifest's counts, as the CLI prints it."""
+    c = manifest["counts"]
+    return f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +391,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="follow symbolic links that stay inside the source folder (default: list them as rejected)",
     )
+    parser.add_argument(
+        "--part",
+        type=parse_part,
+        default=None,
+        metavar="I/N",
+        help="ingest only part I of N (1-based) of the source listing; join the parts with prepare-merge",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -348,10 +411,10 @@ def main(args: argparse.Namespace) -> int:
             workers=args.workers,
             max_pixels=args.max_pixels,
             follow_symlinks=args.follow_symlinks,
+            part=args.part,
         )
     except (ValueError, OSError) as exc:
         log.error("prepare failed: %s", printable(exc))
         return 2
-    c = manifest["counts"]
-    print(f"{c['images']} images ({c['train']} train, {c['val']} val, {c['grayscale']} gray), {c['rejected']} rejected")
+    print(summary_line(manifest))
     return 0

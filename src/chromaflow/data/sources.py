@@ -46,6 +46,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from chromaflow.data.images import too_large
+from chromaflow.data.parts import check_part, part_range
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +85,35 @@ class Listing:
     metadata: list[str]
     unreadable: list[dict]  # [{path, reason}]: list entries that cannot be opened, links, fifos, devices...
 
+    shared_rejects: int | None = None  # a part's listing: how many leading ``unreadable`` every part lists too
+    total: int | None = None  # a part's listing: image candidates of the whole source (before its share)
+
+    def records(self) -> list[bytes]:
+        """One line per entry for the fingerprint: the name's own bytes (== the id's UTF-8 for every UTF-8
+        name), size and change marker."""
+        return [(e.raw_id or e.id.encode()) + f"\t{e.size}\t{e.marker}".encode() for e in self.entries]
+
     def fingerprint(self, params: dict) -> str:
         """sha1 over the listing (ids relative to the source root, sizes, change markers) and the parameters.
 
         The source's own location is left out: the same files reached as ``../shared/x.zip`` or
         ``/work/shared/x.zip`` (another working directory, another machine) are the same data and get one
         fingerprint, so the data hash a model card records is reproducible from its command."""
-        h = hashlib.sha1()
-        h.update(json.dumps({"params": params}, sort_keys=True).encode())
-        for e in self.entries:  # the name's own bytes (== the id's UTF-8 for every UTF-8 name)
-            h.update(b"\n" + (e.raw_id or e.id.encode()) + f"\t{e.size}\t{e.marker}".encode())
-        for m in self.metadata:
-            h.update(f"\nmeta:{m}".encode())
-        for u in self.unreadable:
-            h.update(f"\nbad:{u['path']}".encode())
-        return h.hexdigest()
+        return fingerprint_of(params, self.records(), self.metadata, self.unreadable)
+
+
+def fingerprint_of(params: dict, records: list[bytes], metadata: list[str], unreadable: list[dict]) -> str:
+    """The fingerprint of :meth:`Listing.fingerprint` from its parts (a merge of parts' records gives the
+    single listing's value)."""
+    h = hashlib.sha1()
+    h.update(json.dumps({"params": params}, sort_keys=True).encode())
+    for r in records:
+        h.update(b"\n" + r)
+    for m in metadata:
+        h.update(f"\nmeta:{m}".encode())
+    for u in unreadable:
+        h.update(f"\nbad:{u['path']}".encode())
+    return h.hexdigest()
 
 
 def name_bytes(name: str) -> bytes:
@@ -296,7 +311,7 @@ def _read_annotations(fs, path: str) -> dict[str, str]:
     return out
 
 
-def _list_folder(source: str, follow_symlinks: bool = False) -> Listing:
+def _list_folder(source: str, follow_symlinks: bool = False, part: tuple[int, int] | None = None) -> Listing:
     fs, root = fsspec.core.url_to_fs(_normalize_url(source))
     root = root.rstrip("/")
     if root and not fs.exists(root):
@@ -331,12 +346,17 @@ def _list_folder(source: str, follow_symlinks: bool = False) -> Listing:
             continue
         entries.append((rel, path, info))
     out, ids = [], set()
-    for rel, path, info in entries:
+    shared = len(rejected)
+    share = part_range(len(entries), *part) if part else range(len(entries))
+    for pos, (rel, path, info) in enumerate(entries):
         raw, id_ = name_bytes(rel), display_name(rel)
         if id_ in ids:  # an escaped name spelled like another file's own name
-            rejected.append({"path": id_, "reason": "its escaped name is another file's name: rename it"})
+            if pos in share:
+                rejected.append({"path": id_, "reason": "its escaped name is another file's name: rename it"})
             continue
         ids.add(id_)
+        if pos not in share:  # another part's: no marker (a local md5 would read the file)
+            continue
         split, label = infer_split_label(id_)
         # an annotation file labels the images below its folder by file name (val/images/val_0.JPEG)
         if annotations:
@@ -356,7 +376,9 @@ def _list_folder(source: str, follow_symlinks: bool = False) -> Listing:
             continue
         raw_id = None if raw == id_.encode() else raw
         out.append(Entry(id_, fs, path, info.get("size"), marker, label, split, raw_id))
-    return Listing(source, out, metadata, rejected)
+    if part is None:
+        return Listing(source, out, metadata, rejected)
+    return Listing(source, out, metadata, rejected, shared_rejects=shared, total=len(entries))
 
 
 def _list_file_list(source: str) -> Listing:
@@ -402,17 +424,28 @@ def _list_file_list(source: str) -> Listing:
     return Listing(source, out, [], unreadable)
 
 
-def list_source(source: str, *, follow_symlinks: bool = False) -> Listing:
+def list_source(source: str, *, follow_symlinks: bool = False, part: tuple[int, int] | None = None) -> Listing:
     """List a source URL (folder, archive, or ``.txt`` file list); raise a clear error if it cannot be read.
 
     ``follow_symlinks``: follow symbolic links of a local folder whose target stays inside it (else they are
-    listed in ``unreadable`` as rejected, like fifos and devices)."""
+    listed in ``unreadable`` as rejected, like fifos and devices). ``part``: ``(index, count)``: only the
+    entries of that share (:func:`~chromaflow.data.parts.part_range` over the sorted candidates); a folder's
+    other files get no change marker (never read); a file list's lines are all looked up (metadata only).
+    Entry-level rejects of the share follow the ``shared_rejects`` that every part lists."""
+    if part is not None:
+        check_part(part)
     if not isinstance(source, str) or not source:
         raise ValueError(f"source must be a non-empty URL or path, got {source!r}")
     try:
         if "::" not in source and source.lower().endswith(LIST_SUFFIXES):
-            return _list_file_list(source)
-        return _list_folder(source, follow_symlinks)
+            listing = _list_file_list(source)
+            if part is None:
+                return listing
+            share = part_range(len(listing.entries), *part)
+            entries = listing.entries[share.start : share.stop]
+            n_bad = len(listing.unreadable)
+            return dataclasses.replace(listing, entries=entries, shared_rejects=n_bad, total=len(listing.entries))
+        return _list_folder(source, follow_symlinks, part)
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # noqa: BLE001 - name the source in the message

@@ -39,11 +39,14 @@ from chromaflow import exact
 from chromaflow.color import ab_bins, encode_hard, load_prior, rebalance_weights, rgb_to_lab
 from chromaflow.color.constants import Q
 from chromaflow.data.dataset import shard_files
+from chromaflow.data.parts import check_part, parse_part, part_name, part_range
 from chromaflow.io import read_json, write_bytes, write_json
 from chromaflow.logs import progress
 
 log = logging.getLogger(__name__)
 
+PART_OUTPUTS = ("counts_given_l.npy", "l_hist.npy")  # what a part writes: exact, merged by addition
+PART_JSON = "stats-part.json"
 OUTPUTS = ("counts.npy", "prior.npy", "weights.npy", "l_hist.npy", "counts_given_l.npy", "prior_given_l.npy")
 CHUNK_PIXELS = 1 << 18  # colours per Lab/encode call: bounds the temporary memory of encode_hard
 FLUSH_PIXELS = 1 << 22  # pixels buffered before a bincount into the RGB histogram
@@ -99,13 +102,48 @@ class _Accumulator:
         return _as_np(joint).reshape(l_bands, Q), _as_np(l_hist)
 
 
-def _row_groups(files: list[Path]):
+def _groups(files: list[Path], part: tuple[int, int] | None) -> list[tuple[Path, int, int, int]]:
+    """``(file, row group, first row, end row)`` of the split in order; with ``part``, only the rows of its
+    contiguous share of all the split's rows (:func:`~chromaflow.data.parts.part_range`)."""
+    groups, start = [], 0
     for f in files:
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            t = pf.read_row_group(g, columns=["image", "has_color"])
-            t = t.filter(t.column("has_color"))
-            yield t.column("image").to_pylist()
+        meta = pq.ParquetFile(f).metadata
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            groups.append((f, g, start, start + n))
+            start += n
+    share = part_range(start, *part) if part is not None else range(start)
+    return [
+        (f, g, max(lo, share.start) - lo, min(hi, share.stop) - lo)
+        for f, g, lo, hi in groups
+        if lo < share.stop and hi > share.start
+    ]
+
+
+def _row_groups(groups: list[tuple[Path, int, int, int]]):
+    for f, g, lo, hi in groups:
+        t = pq.ParquetFile(f).read_row_group(g, columns=["image", "has_color"]).slice(lo, hi - lo)
+        t = t.filter(t.column("has_color"))
+        yield t.column("image").to_pylist()
+
+
+def _count(groups: list[tuple[Path, int, int, int]], workers: int | None, l_bins: int, l_bands: int, device, desc: str):
+    """Exact int64 counts of the colour pixels of ``groups``: (joint ``(l_bands, Q)``, L histogram, images)."""
+    acc = _Accumulator()
+    n_images = 0
+    n_threads = workers or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(n_threads) as pool:
+        pending = None
+        it = _row_groups(groups)
+        for _ in progress(range(len(groups) + 1), total=len(groups) + 1, desc=desc):
+            nxt = next(it, None)
+            fut = pool.map(_decode_codes, nxt) if nxt else None  # decodes this group while we count the last
+            for codes in pending or ():
+                n_images += 1
+                acc.add(codes)
+            pending = fut
+    joint, l_hist = acc.finish(l_bins, l_bands, torch.device(device))
+    return joint, l_hist, n_images
 
 
 def _fingerprint(data: Path, split: str, params: dict) -> str:
@@ -134,12 +172,17 @@ def stats(
     workers: int | None = None,
     plots: bool = True,
     device: str | torch.device = "cpu",
+    part: tuple[int, int] | None = None,
 ) -> dict:
     """Compute the ab prior, P(ab | L), the L histogram and the rebalancing weights of a prepared split.
 
     ``data``: a prepare output folder; ``out``: output folder; ``split``: "train" | "val"; ``l_bins``: L
     histogram bins over [0, 100]; ``l_bands``: L bands for P(ab | L); ``workers``: decode threads (None:
     all cores). Returns the content of ``stats.json``. Raises ``ValueError`` when the split has no colour pixel.
+
+    ``part``: ``(index, count)``, 0-based: count only that contiguous share of the split's rows and write
+    the exact counts (``counts_given_l.npy``, ``l_hist.npy``) and ``stats-part.json`` (returned); ``stats-merge``
+    adds the parts' counts and writes what a single run writes, byte for byte.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -149,27 +192,29 @@ def stats(
     files = shard_files(data, split)
     params = {"split": split, "l_bins": l_bins, "l_bands": l_bands, "plots": plots, "version": 1}
     fingerprint = _fingerprint(data, split, params)
-    if (out / "stats.json").is_file() and all((out / o).is_file() for o in OUTPUTS):
-        old = read_json(out / "stats.json")
-        if old.get("fingerprint") == fingerprint:
-            log.info("stats: %s is up to date (fingerprint %s); nothing to do", out, fingerprint[:12])
-            return old
+    done = up_to_date(out, fingerprint) if part is None else _part_up_to_date(out, fingerprint, check_part(part))
+    if done is not None:
+        log.info("stats: %s is up to date (fingerprint %s); nothing to do", out, fingerprint[:12])
+        return done
+    desc = f"stats {data.name}/{split}" + (f" {part_name(part)}" if part else "")
+    joint, l_hist, n_images = _count(_groups(files, part), workers, l_bins, l_bands, device, desc)
+    if part is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _save_npy(out / "counts_given_l.npy", joint)
+        _save_npy(out / "l_hist.npy", l_hist)
+        summary = {"part": {"index": part[0], "count": part[1]}, "fingerprint": fingerprint, "params": params}
+        summary.update(data=str(data), images=n_images, pixels=int(joint.sum()))
+        write_json(out / PART_JSON, summary)
+        return summary
+    return write_stats(out, joint, l_hist, n_images, data=data, params=params, fingerprint=fingerprint)
 
-    acc = _Accumulator()
-    n_images = 0
-    n_threads = workers or len(os.sched_getaffinity(0))
-    n_groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
-    with ThreadPoolExecutor(n_threads) as pool:
-        pending = None
-        groups = _row_groups(files)
-        for _ in progress(range(n_groups + 1), total=n_groups + 1, desc=f"stats {data.name}/{split}"):
-            nxt = next(groups, None)
-            fut = pool.map(_decode_codes, nxt) if nxt else None  # decodes this group while we count the last
-            for codes in pending or ():
-                n_images += 1
-                acc.add(codes)
-            pending = fut
-    joint, l_hist = acc.finish(l_bins, l_bands, torch.device(device))
+
+def write_stats(
+    out: Path, joint: np.ndarray, l_hist: np.ndarray, n_images: int, *, data: Path, params: dict, fingerprint: str
+) -> dict:
+    """The stats outputs from exact counts (``joint`` int64 ``(l_bands, Q)``, ``l_hist`` int64 ``(l_bins,)``):
+    the single way every derived float is made, for one run and for a merge of parts alike."""
+    split, l_bins, l_bands, plots = params["split"], params["l_bins"], params["l_bands"], params["plots"]
     if joint.sum() == 0:
         raise ValueError(f"{data}: split {split!r} has no colour image (has_color=True) to count")
 
@@ -224,6 +269,24 @@ def stats(
     return summary
 
 
+def up_to_date(out: Path, fingerprint: str) -> dict | None:
+    """The ``stats.json`` of ``out`` if it has ``fingerprint`` and all outputs exist, else None."""
+    if (out / "stats.json").is_file() and all((out / o).is_file() for o in OUTPUTS):
+        old = read_json(out / "stats.json")
+        if old.get("fingerprint") == fingerprint:
+            return old
+    return None
+
+
+def _part_up_to_date(out: Path, fingerprint: str, part: tuple[int, int]) -> dict | None:
+    path = out / PART_JSON
+    if not (path.is_file() and all((out / o).is_file() for o in PART_OUTPUTS)):
+        return None
+    old = read_json(path)
+    same = old.get("fingerprint") == fingerprint and old.get("part") == {"index": part[0], "count": part[1]}
+    return old if same else None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a prepare output folder (manifest.json + shards/)")
     parser.add_argument("--out", required=True, help="output folder for the .npy, stats.json and plots")
@@ -232,6 +295,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l-bands", type=int, default=10, help="L bands for P(ab | L)")
     parser.add_argument("--workers", type=int, default=None, help="decode threads (default: all cores)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    parser.add_argument(
+        "--part",
+        type=parse_part,
+        default=None,
+        metavar="I/N",
+        help="count only part I of N (1-based) of the split's rows; add the parts with stats-merge",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -244,9 +314,13 @@ def main(args: argparse.Namespace) -> int:
             l_bands=args.l_bands,
             workers=args.workers,
             plots=args.plots,
+            part=args.part,
         )
     except (ValueError, OSError) as exc:
         log.error("stats failed: %s", exc)
         return 2
+    if args.part is not None:
+        print(f"part {args.part[0] + 1}/{args.part[1]}: {s['images']} images, {s['pixels']} pixels -> {args.out}")
+        return 0
     print(f"{s['images']} images, {s['pixels']} pixels, {s['bins_nonzero']}/{Q} bins -> {args.out}")
     return 0
