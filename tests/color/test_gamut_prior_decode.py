@@ -142,11 +142,46 @@ def test_annealed_mean_limits():
 
 def test_decode_exceptions_and_shape():
     assert decode_ab(torch.randn(1, Q, 2, 2, dtype=torch.bfloat16)).shape == (1, 2, 2, 2)
-    with pytest.raises(ValueError, match=r"\(1, 312, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"^logits: expected shape \(B, 313, H, W\), got \(1, 312, 2, 2\)$"):
         decode_ab(torch.zeros(1, Q - 1, 2, 2))
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(
+        ValueError, match=r"^method: expected one of \('mode', 'mean', 'annealed_mean'\), got 'median'$"
+    ):
         decode_ab(torch.zeros(1, Q, 1, 1), method="median")
-    with pytest.raises(ValueError, match="T"):
+    with pytest.raises(ValueError, match=r"^T: expected > 0, got 0.0$"):
         decode_ab(torch.zeros(1, Q, 1, 1), T=0.0)
-    with pytest.raises(TypeError, match="logits"):
+    with pytest.raises(TypeError, match=r"^logits: expected a torch.Tensor, got ndarray$"):
         decode_ab(np.zeros((1, Q, 1, 1)))
+
+
+def test_bin_centres_and_smoothing_kernel_are_built_once():
+    from chromaflow.color import decode, prior
+
+    assert decode._centres(torch.device("cpu"), torch.float32) is decode._centres(torch.device("cpu"), torch.float32)
+    k = prior._gaussian_kernel(5.0)
+    assert k is prior._gaussian_kernel(5.0) and not k.flags.writeable
+
+
+def test_prior_input_rules_and_their_messages(tmp_path):
+    """A prior is a finite, non-negative (313,) array with positive mass; a .npy is never unpickled."""
+    ok = np.full(Q, 1.0 / Q)
+    for bad, msg in [
+        (ok[:-1], r"^p: expected shape \(313,\), got \(312,\)$"),
+        (np.where(np.arange(Q) == 7, -1e-9, ok), r"^p: expected finite non-negative values$"),
+        (np.where(np.arange(Q) == 7, np.nan, ok), r"^p: expected finite non-negative values$"),
+        (np.zeros(Q), r"^p: sums to 0, not a distribution$"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            smooth_prior(bad)
+    with pytest.raises(TypeError, match=r"^p: expected a numpy array or torch.Tensor, got list$"):
+        smooth_prior(ok.tolist())
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}] * Q, dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_prior(pickled)
+    with pytest.raises(FileNotFoundError, match=r"^prior: no such file '.*nope.npy'$"):
+        load_prior(tmp_path / "nope.npy")
+    with pytest.raises(ValueError, match=r"^prior .*short.npy: expected shape \(313,\), got \(3,\)$"):
+        np.save(tmp_path / "short.npy", np.ones(3))
+        load_prior(tmp_path / "short.npy")
+    assert load_prior().dtype == torch.float64
