@@ -104,10 +104,15 @@ def test_rebalance_limits():
     np.testing.assert_allclose(rebalance_weights(p, lam=0.0), 1.0 / (Q * ps), rtol=1e-10)
     w = rebalance_weights(p)  # rare colours weigh more
     assert w[np.argmin(ps)] > 1 > w[np.argmax(ps)]
-    with pytest.raises(ValueError, match="lam"):
+    with pytest.raises(ValueError, match=r"^lam: expected in \[0, 1\], got 1.5$"):
         rebalance_weights(p, lam=1.5)
     with pytest.raises(ValueError, match=r"\(313,\)"):
         rebalance_weights(np.ones(4))
+    with pytest.raises(ValueError, match=r"^sigma: expected >= 0, got -1.0$"):
+        smooth_prior(p, sigma=-1.0)
+    holes = np.where(np.arange(Q) % 2 == 0, p, 0.0)  # unsmoothed, lam 0: 1 / p~ is infinite on the holes
+    with pytest.raises(ValueError, match=r"^rebalance_weights: lam=0.0 and the smoothed prior has zeros; weights wo"):
+        rebalance_weights(holes, lam=0.0, sigma=0.0)
 
 
 def _logits(seed: int = 0) -> torch.Tensor:
