@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from chromaflow.data.images import ImageRejected, accept_image, open_image
+from chromaflow.data.images import ACCEPTED_FORMATS, ImageRejected, accept_image, open_image
 
 # decodable (PIL name -> MIME): data.images.ACCEPTED_FORMATS, the one accept/convert policy of prepare,
-# colorize and the endpoints (CMYK, 16-bit, float, palette converted; alpha kept aside and re-attached to PNG)
-IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "MPO": "image/jpeg",
-                 "GIF": "image/gif", "TIFF": "image/tiff", "BMP": "image/bmp"}  # fmt: skip
+# colorize and the endpoints (CMYK, 16-bit, float, palette converted; alpha kept aside and re-attached to PNG).
+# An MPO (a phone camera's multi-picture JPEG) travels as image/jpeg.
+IMAGE_FORMATS = {f: "image/jpeg" if f == "MPO" else Image.MIME[f] for f in ACCEPTED_FORMATS}
 IMAGE_CONTENT_TYPES = frozenset({*IMAGE_FORMATS.values(), "image/jpg", "application/octet-stream"})
 JSON_CONTENT_TYPE = "application/json"
 OUTPUT_FORMATS = ("png", "jpeg")
@@ -263,12 +263,8 @@ def decode_image(req: Request, *, max_pixels: int) -> DecodedImage:
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise RequestError(400, "not_an_image", f"the body ({len(data)} bytes) is not a decodable image") from None
-    with im:
+    with im:  # open_image already refused more than max_pixels pixels (413 above)
         w, h = im.size
-        if w * h > max_pixels:
-            raise RequestError(
-                413, "too_many_pixels", f"the image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
-            )
         if w < 1 or h < 1:
             raise RequestError(400, "not_an_image", f"the image is {w}x{h}: no pixels")
         fmt, mode = im.format, im.mode
