@@ -28,6 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from chromaflow import color
 from chromaflow.color.constants import REBALANCE_LAMBDA, SOFT_K_PAPER, SOFT_SIGMA
+from chromaflow.color.lab import canonical_device
 from chromaflow.models import create_model, load_weights, make_contract, unwrap
 from chromaflow.models.weights import load_state_strict
 from chromaflow.train.engine import Task
@@ -153,6 +154,7 @@ class ColorizationTask(Task):
         """The ``(Q,)`` rebalancing weights on ``device``, copied there once per device (not per step)."""
         if self.class_weights is None:
             return None
+        device = canonical_device(device)  # prepare() gets "cuda", the step's tensors say "cuda:0"
         if device not in self._weights_on:
             self._weights_on[device] = self.class_weights.to(device)
         return self._weights_on[device]
