@@ -31,7 +31,7 @@ FORWARD_ENV = ("MLFLOW_TRACKING_URI", "CHROMAFLOW_PIPELINE_RUN_ID", "MLFLOW_EXPE
 LAUNCH_FLAGS = ("launcher", "num_nodes", "gpus_per_node", "runtime", "image", "backend", "render", "job_timeout")
 
 
-def chromaflow_train(argv: Any = None, **_: Any) -> None:
+def chromaflow_train(argv=None, **_):  # no annotations: this source runs alone, without the imports here
     """The TrainJob's function, run by ``torchrun`` on every node: ``chromaflow train *argv``.
 
     Its source is copied into the TrainJob (self-contained). The SDK calls it as ``f(**{"argv": ...})``
