@@ -406,3 +406,38 @@ def test_vendored_crd_names_its_source():
     s = _schema()["source"]
     assert s["repository"] == "github.com/kubeflow/trainer" and len(s["commit"]) == 40
     assert s["path"].endswith("trainer.kubeflow.org_trainjobs.yaml") and s["version"] == "v1alpha1"
+
+
+def test_out_as_url_is_staged_and_resumable(sharded, tmp_path, caplog):
+    """``--out memory://...`` (any fsspec URL): the outputs land at the URL; a re-run downloads the finished
+    state and does nothing; ``--resume`` continues from the URL's checkpoint."""
+    import fsspec
+
+    from chromaflow.train import train
+
+    flags = dict(data=str(sharded), batch_size=4, crop=32, width=0.125, loss="softce", device="cpu", log_every=1)
+    url = "memory://runs/c"
+    first = train("colorization", out=url, steps=2, stop_at=1, **flags)
+    fs = fsspec.filesystem("memory")
+    assert first["stopped"] and fs.exists("/runs/c/checkpoint.pt") and not fs.exists("/runs/c/metrics.json")
+    done = train("colorization", out=url, steps=2, resume="auto", **flags)
+    assert {"model.safetensors", "metrics.json", "history.csv"} <= {
+        Path(p).name for p in fs.ls("/runs/c", detail=False)
+    }
+    local = train("colorization", out=str(tmp_path / "local"), steps=2, **flags)
+    assert done["final_loss"] == pytest.approx(local["final_loss"], abs=1e-6)  # resumed == uninterrupted
+    with caplog.at_level("INFO"):
+        again = train("colorization", out=url, steps=2, **flags)
+    assert again["fingerprint"] == done["fingerprint"] and "nothing to do" in caplog.text
+
+
+def test_train_step_launchers(tmp_path):
+    from types import SimpleNamespace
+
+    from chromaflow.pipeline import artifact_url, train_step
+
+    assert artifact_url("minio://mlpipeline/v2/artifacts/x/model") == "s3://mlpipeline/v2/artifacts/x/model"
+    assert artifact_url("gs://b/x") == "gs://b/x"
+    art = SimpleNamespace(path=str(tmp_path), uri=str(tmp_path))
+    with pytest.raises(ValueError, match="launcher must be 'local' or 'kubeflow', got 'slurm'"):
+        train_step("colorization", dataset=art, model=art, launcher="slurm")

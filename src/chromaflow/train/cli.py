@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from pathlib import Path
+import os
 from typing import Any
 
-from chromaflow.io import read_json
-from chromaflow.train import tasks, trainjob
+from chromaflow.train import remote, tasks, trainjob
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +106,7 @@ def launch(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend != "process" and not args.image:
         raise ValueError("--image is required with --launcher kubeflow (the image every node runs)")
     trainjob.submit(trainer, backend=args.backend, runtime=args.runtime, timeout=args.job_timeout)
-    done = Path(args.out) / "metrics.json"
-    if not done.is_file():
-        raise FileNotFoundError(f"the TrainJob finished but {done} is missing: is --out on storage the nodes share?")
-    return read_json(done)
+    return remote.read_metrics(args.out)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,7 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     task = tasks.load(args.task).build(args)
     try:
-        return fit(task, config_from_args(args))
+        with remote.staged(args.out, upload=int(os.environ.get("RANK", "0")) == 0) as out:  # only rank 0 writes
+            return fit(task, config_from_args(argparse.Namespace(**{**vars(args), "out": out})))
     finally:
         distributed.cleanup()
 
