@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -441,3 +443,121 @@ def test_train_step_launchers(tmp_path):
     art = SimpleNamespace(path=str(tmp_path), uri=str(tmp_path))
     with pytest.raises(ValueError, match="launcher must be 'local' or 'kubeflow', got 'slurm'"):
         train_step("colorization", dataset=art, model=art, launcher="slurm")
+
+
+# ------------------------------------------------------------------ the SDK's container backend (podman)
+
+TOY_CFG = dict(steps=4, batch_size=8, grad_accum=2, lanes=2, lr=1e-2, device="cpu", log_every=1)
+
+
+def toy_fit(data, out, cfg):  # runs alone in each container (its source is copied): imports inside
+    from toy import ToyShardTask
+
+    from chromaflow.train import distributed
+    from chromaflow.train.engine import TrainConfig, fit
+
+    fit(ToyShardTask(data), TrainConfig(out=out, **cfg))
+    distributed.cleanup()
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """A private podman (own storage, ``podman system service`` on a socket) and a stand-in image: an empty
+    root whose ``/usr``, this interpreter, its venv, the repo and the test folders are mounted from this machine
+    (containers.conf ``volumes``), so the nodes run this checkout's code. Also yields the runtime folder."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (apt-get install -y podman)")
+    base = tmp_path_factory.mktemp("podman")
+    cmd = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"), "--cgroup-manager", "cgroupfs",
+           "--events-backend", "file"]  # fmt: skip
+    mounts = {"/usr", os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(REPO),
+              str(tmp_path_factory.getbasetemp())}  # fmt: skip
+    # runc, and rlimits no higher than this machine's (a Firecracker VM refuses podman's defaults under crun)
+    vols = [f"{m}:{m}:{'rw' if m == str(tmp_path_factory.getbasetemp()) else 'ro'}" for m in sorted(mounts)]
+    (base / "containers.conf").write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+        f'volumes = {json.dumps(vols)}\n[engine]\nruntime = "runc"\n'
+    )
+    env = {**os.environ, "CONTAINERS_CONF": str(base / "containers.conf")}
+    root = base / "image"
+    for d in ("usr", "tmp", "proc", "sys", "dev", "etc", "workspace"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        (root / link).symlink_to(f"usr/{link}")
+    subprocess.run(["tar", "-C", str(root), "-cf", str(base / "image.tar"), "."], check=True)
+    subprocess.run([*cmd, "import", str(base / "image.tar"), "localhost/chromaflow-host:test"], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    runtimes = base / "runtimes"
+    runtimes.mkdir()
+    (runtimes / "torch_distributed.yaml").write_text(RUNTIME_YAML)
+    sock = base / "podman.sock"
+    service = subprocess.Popen([*cmd, "system", "service", "--time=0", f"unix://{sock}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.1)
+    yield {"container_host": f"unix://{sock}", "container_runtime": "podman",
+           "runtime_source": {"sources": [runtimes.as_uri()]}}  # fmt: skip
+    subprocess.run([*cmd, "rm", "-af"], env=env, capture_output=True)
+    subprocess.run([*cmd, "network", "prune", "-f"], env=env, capture_output=True)
+    service.terminate()
+    service.wait(timeout=30)
+
+
+RUNTIME_YAML = """\
+# the torch-distributed ClusterTrainingRuntime of kubeflow/trainer v2.3.0
+# (charts/kubeflow-trainer/files/runtimes/torch-distributed.yaml) without its Helm templating, on our image
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: ClusterTrainingRuntime
+metadata:
+  name: torch-distributed
+  labels:
+    trainer.kubeflow.org/framework: torch
+spec:
+  mlPolicy:
+    numNodes: 1
+    torch: {}
+  template:
+    spec:
+      replicatedJobs:
+        - name: node
+          template:
+            spec:
+              template:
+                spec:
+                  containers:
+                    - name: node
+                      image: localhost/chromaflow-host:test
+"""
+
+
+@pytest.mark.slow  # two podman containers per job, two jobs: ~3-4 min on a loaded 2-core machine
+def test_sdk_container_backend_two_nodes_on_podman(podman, sharded, tmp_path):
+    """``TrainerClient(ContainerBackendConfig)`` on podman, 2 nodes (2 containers on a podman network, torchrun
+    static rendezvous, gloo): per-step losses equal one process with the same global batch; and
+    ``chromaflow train`` itself runs as the 2-node job, rank 0 writing the run."""
+    from kubeflow.trainer import CustomTrainer
+
+    from chromaflow.io import read_json
+    from chromaflow.train import trainjob
+
+    fit(ToyShardTask(str(sharded)), TrainConfig(out=str(tmp_path / "single"), **TOY_CFG))
+    env = {"PATH": f"{os.path.realpath(sys.prefix)}/bin:/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": "/tmp",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)])}  # fmt: skip
+    image = "localhost/chromaflow-host:test"
+    toy = CustomTrainer(func=toy_fit, func_args={"data": str(sharded), "out": str(tmp_path / "two"), "cfg": TOY_CFG},
+                        image=image, num_nodes=2, env=env)  # fmt: skip
+    lines: list[str] = []
+    trainjob.submit(toy, backend="container", config=podman, timeout=900, echo=lines.append)
+    assert read_json(tmp_path / "two" / "metrics.json")["world"] == 2, "\n".join(lines[-30:])
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "single"), abs=1e-5)
+
+    argv = ["--task", "colorization", "--data", str(sharded), "--out", str(tmp_path / "cf"), "--steps", "2",
+            "--batch-size", "8", "--crop", "32", "--width", "0.125", "--loss", "softce", "--device", "cpu",
+            "--lanes", "2"]  # fmt: skip
+    cf = trainjob.custom_trainer(argv, image=image, num_nodes=2, gpus_per_node=0, env=env)
+    trainjob.submit(cf, backend="container", config=podman, timeout=900, echo=lines.append)
+    out = tmp_path / "cf"
+    assert {"model.safetensors", "metrics.json", "history.csv"} <= {p.name for p in out.iterdir()}
+    assert read_json(out / "metrics.json")["world"] == 2

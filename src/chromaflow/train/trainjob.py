@@ -107,8 +107,9 @@ def render_trainjob(trainer, runtime: str = RUNTIME, name: str | None = None) ->
     return job.to_dict()
 
 
-def client(backend: str = "kubernetes"):
-    """A ``TrainerClient`` on one of :data:`BACKENDS`."""
+def client(backend: str = "kubernetes", config: dict | None = None):
+    """A ``TrainerClient`` on one of :data:`BACKENDS`; ``config``: fields of that backend's config class
+    (e.g. ``namespace`` for kubernetes; ``container_host``, ``runtime_source`` for container)."""
     from kubeflow.trainer import (
         ContainerBackendConfig,
         KubernetesBackendConfig,
@@ -120,14 +121,15 @@ def client(backend: str = "kubernetes"):
                "process": LocalProcessBackendConfig}  # fmt: skip
     if backend not in configs:
         raise ValueError(f"--backend must be one of {BACKENDS}, got {backend!r}")
-    return TrainerClient(backend_config=configs[backend]())
+    return TrainerClient(backend_config=configs[backend](**(config or {})))
 
 
-def submit(trainer, *, backend: str = "kubernetes", runtime: str = RUNTIME, timeout: int = 24 * 3600, echo=print):
+def submit(trainer, *, backend: str = "kubernetes", runtime: str = RUNTIME, timeout: int = 24 * 3600, echo=print,
+           config: dict | None = None):  # fmt: skip
     """Create the TrainJob, stream node 0's log through ``echo``, wait; return the job (raises if it failed)."""
     from kubeflow.trainer.constants import constants
 
-    c = client(backend)
+    c = client(backend, config)
     name = c.train(runtime=runtime, trainer=trainer)
     log.info("TrainJob %s submitted (%s backend, runtime %s, %s node(s))", name, backend, runtime, trainer.num_nodes)
     for line in c.get_job_logs(name, follow=True):
