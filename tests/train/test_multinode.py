@@ -19,6 +19,7 @@ from collections import Counter
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from toy import ToyShardTask
@@ -168,6 +169,12 @@ def test_http_share_reads_only_its_own_images(sharded, http_root):
     share = remote.share([1], 2)
     assert len(share) == share.group_sizes[0] == sum(len(full.file_rows[k]) for k in range(1, len(full.files), 2))
     assert torch.equal(share[0]["rgb"], full[len(full.file_rows[0])]["rgb"])  # file 1's first row
+    lanes = [[i for k in range(g, len(full.files), 2) for i in full.file_rows[k]] for g in (0, 1)]
+    offsets = np.cumsum([0] + [len(r) for r in full.file_rows]).tolist()
+    by_file = [full.ids[offsets[k] : offsets[k + 1]] for k in range(len(full.files))]
+    both = full.share([0, 1], 2)  # lane after lane: files 0, 2, ... then 1, 3, ...
+    assert both.ids == [i for g in (0, 1) for k in range(g, len(full.files), 2) for i in by_file[k]]
+    assert both.group_sizes == [len(x) for x in lanes]
     names = [Path(f).name for f in full.files]
     sizes = {n: (sharded / "shards" / n).stat().st_size for n in names}
     got = {n: served[f"/{sharded.name}/shards/{n}"] for n in names}
