@@ -260,11 +260,12 @@ def datasets(data: str | None, crop: int, extra: Sequence[str] = ()) -> tuple[Da
     is ``data``'s only, so validation numbers stay comparable when training data is added.
     """
     from chromaflow.data import ShardDataset
+    from chromaflow.data.dataset import is_url
 
     if not data:
         raise ValueError("--data is required (a folder written by `chromaflow prepare`)")
     for flag, folder in [("--data", data), *(("--extra-data", x) for x in extra)]:
-        if not Path(folder).is_dir():
+        if not is_url(folder) and not Path(folder).is_dir():  # URLs (s3://, http://): ShardDataset checks
             raise FileNotFoundError(f"{flag}: {folder} is not a folder")
     train_set: Dataset = ShardDataset(data, split="train", crop=crop, train=True)
     if extra:
