@@ -20,6 +20,7 @@ from chromaflow.logs import setup_logging
 # step name -> (module, one-line help). One step = one library function = one CLI command.
 STEPS: dict[str, tuple[str, str]] = {
     "prepare": ("chromaflow.data.prepare", "ingest images into Parquet shards with a manifest"),
+    "prepare-pairs": ("chromaflow.data.pairs", "ingest input -> target image pairs (BSDS boundaries -> photo)"),
     "prepare-merge": ("chromaflow.data.prepare_merge", "join the parts of prepare --part I/N into one dataset"),
     "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
     "stats-merge": ("chromaflow.data.stats_merge", "add the counts of stats --part I/N; write the split's stats"),
