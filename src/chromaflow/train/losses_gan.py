@@ -24,13 +24,18 @@ LAMBDA_GAN = 1.0  # each adversarial term
 REAL, FAKE = 1.0, 0.0  # LSGAN targets
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in at least float32 (bf16 / fp16 under autocast are widened; float64 stays)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def lsgan(scores: torch.Tensor | Sequence[torch.Tensor], real: bool) -> torch.Tensor:
     """``sum_s mean((D_s - t)^2)`` with ``t = 1`` for ``real`` else 0; ``scores``: a score map or one per scale."""
     maps = [scores] if isinstance(scores, torch.Tensor) else list(scores)
     if not maps:
         raise ValueError("lsgan: no discriminator scores given")
     target = REAL if real else FAKE
-    return torch.stack([(s.float() - target).pow(2).mean() for s in maps]).sum()
+    return torch.stack([(_wide(s) - target).pow(2).mean() for s in maps]).sum()
 
 
 def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -39,7 +44,7 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"kl_to_prior: mu and logvar must both be (B, Z), got {tuple(mu.shape)} and {tuple(logvar.shape)}"
         )
-    mu, logvar = mu.float(), logvar.float()
+    mu, logvar = _wide(mu), _wide(logvar)
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
 
 
@@ -47,14 +52,14 @@ def latent_l1(z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """``mean |z_hat - z|`` over all elements; ``(B, Z)`` each."""
     if z_hat.shape != z.shape:
         raise ValueError(f"latent_l1: shapes differ: {tuple(z_hat.shape)} vs {tuple(z.shape)}")
-    return (z_hat.float() - z.float()).abs().mean()
+    return (_wide(z_hat) - _wide(z)).abs().mean()
 
 
 def image_l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """``mean |fake - real|`` over all elements; images ``(B, C, H, W)`` in [-1, 1]."""
     if fake.shape != real.shape:
         raise ValueError(f"image_l1: shapes differ: {tuple(fake.shape)} vs {tuple(real.shape)}")
-    return (fake.float() - real.float()).abs().mean()
+    return (_wide(fake) - _wide(real)).abs().mean()
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
