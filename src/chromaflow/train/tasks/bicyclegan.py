@@ -116,11 +116,17 @@ class BicycleGANTask(Task):
 
     # ------------------------------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        return create_model(
+        model = create_model(
             "bicyclegan", nz=self.nz, where_add=self.where_add, encoder=self.encoder if self.v.has_encoder else None,
             num_downs=self.num_downs, width=self.width, input_nc=self.input_nc, output_nc=self.output_nc,
             paths=self.v.paths,
         )  # fmt: skip
+        for d in model.discriminators.values():
+            if self.size < d.min_size:
+                raise ValueError(f"--size {self.size}: below the discriminators' minimum side {d.min_size}")
+        if self.size % model.stride:
+            raise ValueError(f"--size {self.size}: not divisible by the networks' stride {model.stride}")
+        return model
 
     def optimizers(self, model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         """``ge`` (G and E), and one ``d_<path>`` per discriminator; Adam with the engine's settings."""
