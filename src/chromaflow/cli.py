@@ -25,7 +25,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
     "stats-merge": ("chromaflow.data.stats_merge", "add the counts of stats --part I/N; write the split's stats"),
     "bapps": ("chromaflow.data.bapps", "build a PROXY BAPPS (2AFC/JND) from photos with graded distortions"),
-    "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips)"),
+    "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips|bicyclegan)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
     "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),

@@ -48,7 +48,7 @@ class TwoOptimizerTask(Task):
         critic = (model["critic"](pred.detach()) - 1).pow(2).mean()
         critic.backward()
         optimizers["critic"].step()
-        return loss, {"critic": float(critic)}
+        return loss, {"critic": float(critic.detach())}
 
 
 def cfg(tmp_path, **kw) -> TrainConfig:

@@ -4,6 +4,9 @@ What it does for any :class:`Task`:
 - device-agnostic (cuda, mps, cpu; chosen automatically), bf16 autocast + channels_last on CUDA,
   optional ``torch.compile`` of the whole loss (targets + network + loss), gradient accumulation,
   DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
+- one Adam over the model and the task's ``loss``, or, for a task with several optimizers and its own step
+  order (a GAN), the task's ``optimizers`` and ``train_step`` (one schedule each; single process, no
+  accumulation, compile or clipping for those yet);
 - seeded and reproducible: one deterministic global stream of sample indices (epoch ``e`` is
   ``randperm(n)`` seeded by ``seed + e``), sliced per rank, so the data order depends on the step
   only; checkpoints every ``ckpt_every`` steps hold model, optimizer, scheduler, step, history and
