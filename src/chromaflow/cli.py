@@ -20,11 +20,12 @@ from chromaflow.logs import setup_logging
 # step name -> (module, one-line help). One step = one library function = one CLI command.
 STEPS: dict[str, tuple[str, str]] = {
     "prepare": ("chromaflow.data.prepare", "ingest images into Parquet shards with a manifest"),
+    "prepare-pairs": ("chromaflow.data.pairs", "ingest input -> target image pairs (BSDS boundaries -> photo)"),
     "prepare-merge": ("chromaflow.data.prepare_merge", "join the parts of prepare --part I/N into one dataset"),
     "stats": ("chromaflow.data.stats", "Lab quantization statistics: ab prior, L histogram, weights"),
     "stats-merge": ("chromaflow.data.stats_merge", "add the counts of stats --part I/N; write the split's stats"),
     "bapps": ("chromaflow.data.bapps", "build a PROXY BAPPS (2AFC/JND) from photos with graded distortions"),
-    "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips)"),
+    "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips|bicyclegan)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
     "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),

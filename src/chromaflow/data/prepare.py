@@ -99,11 +99,14 @@ def gray_flags(results: list[dict], gray_chroma: float = GRAY_CHROMA) -> list[bo
     return flags
 
 
-class _ShardWriter:
-    """Buffers rows of one split and writes ``<split>-NNNNN.parquet`` atomically every ``rows`` rows."""
+class ShardWriter:
+    """Buffers rows of one split and writes ``<split>-NNNNN.parquet`` atomically every ``rows`` rows.
 
-    def __init__(self, folder: Path, split: str, rows: int, prefix: str = ""):
-        self.folder, self.split, self.rows, self.prefix = folder, split, rows, prefix
+    ``schema``: the rows' columns; binary columns (image bytes) are stored uncompressed, the rest ZSTD.
+    """
+
+    def __init__(self, folder: Path, split: str, rows: int, prefix: str = "", schema: pa.Schema = SCHEMA):
+        self.folder, self.split, self.rows, self.prefix, self.schema = folder, split, rows, prefix, schema
         self.buf: list[dict] = []
         self.written: list[str] = []
         self.count = 0
@@ -118,20 +121,20 @@ class _ShardWriter:
         if not self.buf:
             return
         name = f"{self.split}-{self.prefix}{len(self.written):05d}.parquet"
-        table = pa.Table.from_pylist(self.buf, schema=SCHEMA)
+        table = pa.Table.from_pylist(self.buf, schema=self.schema)
         with atomic_path(self.folder / name) as tmp:
             pq.write_table(
                 table,
                 tmp,
                 row_group_size=ROW_GROUP,
-                compression={c: ("NONE" if c == "image" else "ZSTD") for c in SCHEMA.names},
-                use_dictionary=[c for c in SCHEMA.names if c != "image"],
+                compression={f.name: ("NONE" if f.type == pa.binary() else "ZSTD") for f in self.schema},
+                use_dictionary=[f.name for f in self.schema if f.type != pa.binary()],
             )
         self.written.append(f"shards/{name}")
         self.buf = []
 
 
-def _read(entry: Entry) -> bytes | str:
+def read_entry(entry: Entry) -> bytes | str:
     """The bytes of one file, or the reason it cannot be read."""
     why = too_large(entry.size)
     if why:
@@ -226,7 +229,7 @@ def prepare(
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"{part_name(part)}-" if part is not None else ""
-    writers = {s: _ShardWriter(shard_dir, s, shard_rows, prefix) for s in ("train", "val")}
+    writers = {s: ShardWriter(shard_dir, s, shard_rows, prefix) for s in ("train", "val")}
     rejected = list(listing.unreadable)
     grayscale, converted = [], []
     labels: set[str] = set()
@@ -239,7 +242,7 @@ def prepare(
         batches = [entries[i : i + batch] for i in range(0, len(entries), batch)]
 
         def submit(chunk: list[Entry]) -> tuple[list[Entry], list, object]:
-            datas = [_read(e) for e in chunk]
+            datas = [read_entry(e) for e in chunk]
             todo = [d for d in datas if isinstance(d, bytes)]
             return chunk, datas, (pool.map(work, todo, chunksize=8) if pool else map(work, todo))
 

@@ -4,6 +4,9 @@ What it does for any :class:`Task`:
 - device-agnostic (cuda, mps, cpu; chosen automatically), bf16 autocast + channels_last on CUDA,
   optional ``torch.compile`` of the whole loss (targets + network + loss), gradient accumulation,
   DDP under ``torchrun`` (gloo on CPU; SyncBatchNorm on CUDA);
+- one Adam over the model and the task's ``loss``, or, for a task with several optimizers and its own step
+  order (a GAN), the task's ``optimizers`` and ``train_step`` (one schedule each; single process, no
+  accumulation, compile or clipping for those yet);
 - seeded and reproducible: one deterministic global stream of sample indices (epoch ``e`` is
   ``randperm(n)`` seeded by ``seed + e``), sliced per rank, so the data order depends on the step
   only; checkpoints every ``ckpt_every`` steps hold model, optimizer, scheduler, step, history and
@@ -94,6 +97,18 @@ class Task:
             loss, _ = self.loss(model, to_device(batch, device))
             total, n = total + float(loss), n + 1
         return {"val_loss": total / max(n, 1)}
+
+    def optimizers(self, model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer] | None:
+        """Several optimizers by name, for a task with its own step order (a GAN's G+E and D); such a task
+        implements :meth:`train_step` instead of :meth:`loss`. ``None`` (default): the engine's one Adam."""
+        return None
+
+    def train_step(
+        self, model: nn.Module, batch: Any, optimizers: Mapping[str, torch.optim.Optimizer]
+    ) -> tuple[torch.Tensor, Mapping[str, float]]:
+        """One step of a task that owns its optimizers: zero, backward and step each in the task's order;
+        return ``(scalar loss to log, extra floats)``. The engine steps one schedule per optimizer."""
+        raise NotImplementedError
 
     def prepare(self, device: torch.device) -> None:
         """Build whatever the loss caches per device (e.g. lookup tables) before ``torch.compile`` traces it."""
@@ -308,6 +323,44 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.o
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class StateGroup:
+    """Named optimizers (or schedules) of a task that owns several, checkpointed as ``{name: state_dict}``."""
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        if not items:
+            raise ValueError("Task.optimizers returned no optimizer")
+        self.items = dict(items)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return next(iter(self.items.values())).param_groups  # the first one's, for the logged lr
+
+    def step(self) -> None:
+        for item in self.items.values():
+            item.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.state_dict() for k, v in self.items.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state) != set(self.items):
+            raise ValueError(f"resume: checkpoint has optimizers {sorted(state)}, the task has {sorted(self.items)}")
+        for k, v in self.items.items():
+            v.load_state_dict(state[k])
+
+
+def _check_own_step(cfg: TrainConfig, info: distributed.DistInfo) -> None:
+    """What a task stepping its own optimizers does not support (yet): name the setting."""
+    for bad, what in (
+        (cfg.grad_accum != 1, f"grad_accum {cfg.grad_accum} (must be 1)"),
+        (cfg.compile, "compile"),
+        (cfg.clip_grad > 0, f"clip_grad {cfg.clip_grad} (must be 0)"),
+        (info.distributed, f"{info.world} processes (must be 1)"),
+    ):
+        if bad:
+            raise ValueError(f"train config: a task with its own optimizers does not support {what}")
+
+
 # ---------------------------------------------------------------------------------------- the engine
 
 
@@ -381,10 +434,16 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
-    )
-    scheduler = make_schedule(optimizer, cfg)
+    own = task.optimizers(model, cfg)
+    if own is None:
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        )
+        scheduler = make_schedule(optimizer, cfg)
+    else:  # the task steps them in its own order (Task.train_step); one schedule each
+        _check_own_step(cfg, info)
+        optimizer = StateGroup(own)
+        scheduler = StateGroup({k: make_schedule(o, cfg) for k, o in own.items()})
     seed_all(cfg.seed + 1_000_003 * info.rank)  # per-rank stream for augmentation etc.
 
     start, history = 0, []
@@ -501,28 +560,36 @@ def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader
     fwd.train()
     t_start = time.perf_counter()
     t_first = None  # time after the first step (compile / warm-up excluded from throughput)
+    own_step = isinstance(optimizer, StateGroup)
     for step in progress(range(start, end), total=end - start, desc=f"train {task.name}"):
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=dev)
         extras: dict[str, float] = {}
-        for k in range(cfg.grad_accum):
-            batch = to_device(next(it), dev, channels_last)
-            sync = k == cfg.grad_accum - 1 or not isinstance(fwd, nn.parallel.DistributedDataParallel)
-            with contextlib.nullcontext() if sync else fwd.no_sync():
-                with autocast:
-                    loss, logs = loss_fn(fwd, batch)
-                (loss / cfg.grad_accum).backward()
-            loss_sum += loss.detach().float()
-            for name, v in logs.items():
-                extras[name] = extras.get(name, 0.0) + float(v) / cfg.grad_accum
-        if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.clip_grad)
+        if own_step:  # the task zeroes, back-propagates and steps its optimizers itself
+            with autocast:
+                loss, logs = task.train_step(fwd, to_device(next(it), dev, channels_last), optimizer.items)
+            loss_sum, extras = loss.detach().float(), {name: float(v) for name, v in logs.items()}
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = torch.zeros((), device=dev)
+            for k in range(cfg.grad_accum):
+                batch = to_device(next(it), dev, channels_last)
+                sync = k == cfg.grad_accum - 1 or not isinstance(fwd, nn.parallel.DistributedDataParallel)
+                with contextlib.nullcontext() if sync else fwd.no_sync():
+                    with autocast:
+                        loss, logs = loss_fn(fwd, batch)
+                    (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach().float()
+                for name, v in logs.items():
+                    extras[name] = extras.get(name, 0.0) + float(v) / cfg.grad_accum
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.clip_grad)
         loss_val = float(distributed.all_reduce_mean(loss_sum / cfg.grad_accum))
         if not math.isfinite(loss_val):
-            checkpoint(step)  # the state before this step's update, for inspection
-            raise FloatingPointError(f"step {step + 1}: loss is {loss_val}; the state before it is in {out}")
+            checkpoint(step)  # the state before this step's update (after it, for a task stepping its own), to inspect
+            when = "after" if own_step else "before"
+            raise FloatingPointError(f"step {step + 1}: loss is {loss_val}; the state {when} it is in {out}")
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
+        if not own_step:
+            optimizer.step()
         scheduler.step()
         now = time.perf_counter()
         t_first = t_first or now
