@@ -98,6 +98,10 @@ class Task:
     def prepare(self, device: torch.device) -> None:
         """Build whatever the loss caches per device (e.g. lookup tables) before ``torch.compile`` traces it."""
 
+    def param_groups(self, model: nn.Module, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (default: one, at ``lr``); a task may give parts their own lr."""
+        return [{"params": list(model.parameters()), "lr": lr}]
+
     def params(self) -> dict[str, Any]:
         """Hyper-parameters to log and to fingerprint the run with (JSON-serializable)."""
         return {}
@@ -332,7 +336,7 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        task.param_groups(model, cfg.lr), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
     )
     scheduler = make_schedule(optimizer, cfg)
     seed_all(cfg.seed + 1_000_003 * info.rank)  # per-rank stream for augmentation etc.
