@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import color as skcolor
 
-from chromaflow.color import LabToRgb, RgbToLab, lab_to_rgb, rgb_to_lab
+from chromaflow.color import LabToRgb, RgbToLab, lab, lab_to_rgb, rgb_to_lab
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FLOATS = [torch.float32, torch.float64]
@@ -197,3 +197,18 @@ def test_fixed_path_equals_the_blocked_cpu_path_and_skimage(monkeypatch):
     # float32 rounding: the matrix as a sum vs fused multiply-adds; 1 ulp of f is ~3e-5 in a (x 500)
     torch.testing.assert_close(fixed, blocked, rtol=0, atol=1e-4)
     assert np.abs(fixed.double().numpy() - _sk_rgb2lab(rgb)).max() < 1e-3
+
+
+def test_device_cached_keys_on_the_device_a_tensor_reports():
+    """A table warmed up for ``cpu:0`` (or ``cuda``) is the one a step on ``x.device`` (``cpu``, ``cuda:0``) finds:
+    built once. On the H200 a miss here built the Lab tables inside the step, a host sync (the gpu test caught it)."""
+    builds = []
+
+    @lab.device_cached
+    def table(device: torch.device) -> torch.Tensor:
+        builds.append(device)
+        return torch.zeros(1, device=device)
+
+    first = table(torch.device("cpu", 0))
+    assert table(torch.zeros(1).device) is first
+    assert builds == [torch.device("cpu")]

@@ -41,6 +41,7 @@ __all__ = [
     "linear_to_srgb",
     "CPU_BLOCKED",
     "cpu_blocked",
+    "canonical_device",
     "device_cached",
 ]
 
@@ -86,12 +87,27 @@ def device_cached(fn):
 
     @functools.wraps(fn)
     def get(*args):
+        args = tuple(canonical_device(a) if isinstance(a, torch.device) else a for a in args)
         hit = cache.get(args)
         if hit is None:
             hit = cache[args] = build(*args)
         return hit
 
     return get
+
+
+_CANONICAL: dict[torch.device, torch.device] = {}
+
+
+def canonical_device(device: torch.device) -> torch.device:
+    """The device a tensor made on ``device`` reports: ``cuda`` -> ``cuda:0`` (the current one), ``cpu:0`` -> ``cpu``.
+
+    Caches key on it, so that a table warmed up for ``torch.device("cuda")`` is the one a step on ``x.device``
+    finds (a miss would build it inside the step: a host sync, and a graph break under compile)."""
+    hit = _CANONICAL.get(device)
+    if hit is None:
+        hit = _CANONICAL[device] = torch.empty(0, device=device).device
+    return hit
 
 
 def cpu_blocked(t: Tensor) -> bool:
