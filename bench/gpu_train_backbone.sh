@@ -44,7 +44,7 @@ if [ "$QUICK" = 1 ]; then
 else
   DATA="${DATA:-$GPU_DIR/tin}"; STEPS="${STEPS:-2500}"; BATCH="${BATCH:-128}"; WORKERS="${WORKERS:-8}"
   DEVICE="${DEVICE:-cuda}"; AMP="${AMP:-bf16}"; CL="--channels-last"; VAL_EVERY=625; CKPT_EVERY=250; WARMUP=150
-  TRAIN_TIMEOUT="${TRAIN_TIMEOUT:-170}"; EVAL_TIMEOUT="${EVAL_TIMEOUT:-60}"; EVAL_SIZES="${EVAL_SIZES:-128 64}"
+  TRAIN_TIMEOUT="${TRAIN_TIMEOUT:-170}"; EVAL_TIMEOUT="${EVAL_TIMEOUT:-45}"; EVAL_SIZES="${EVAL_SIZES:-128 64}"
 fi
 CROP="${CROP:-128}"           # 64-px Tiny-ImageNet upscaled to 128: trunk features at 8x8, ab grid 32x32
 WIDTH="${WIDTH:-1.0}"         # decoder 256 ch: 4.18M params, 8.0 MiB in fp16
