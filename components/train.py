@@ -31,12 +31,20 @@ def train(
     experiment: str = "colorization",
     tracking_uri: str = "",
     pipeline_run_id: str = "",
+    launcher: str = "local",
+    num_nodes: int = 1,
+    gpus_per_node: int = 0,
+    image: str = BASE_IMAGE,
+    runtime: str = "torch-distributed",
 ):
     """Train ``task`` on ``dataset`` (with the ab prior of ``stats_dir`` when given); ``model`` receives
     ``model.safetensors`` (weights + config + Lab contract), ``checkpoint.pt``, ``metrics.json`` and ``history.csv``.
 
     The engine logs params, losses and artifacts to MLflow ``experiment`` at ``tracking_uri`` (empty:
     ``$MLFLOW_TRACKING_URI`` or the local SQLite default), tagged with the KFP run id.
+
+    ``launcher="local"`` trains in this pod; ``"kubeflow"`` submits a Kubeflow Trainer TrainJob (``runtime``,
+    ``num_nodes`` x ``gpus_per_node``, nodes running ``image``) on the artifacts' URLs and waits for it.
     """
     import os
 
@@ -44,8 +52,7 @@ def train(
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     if pipeline_run_id:
         os.environ["CHROMAFLOW_PIPELINE_RUN_ID"] = pipeline_run_id
-    from chromaflow.pipeline import train_arguments
-    from chromaflow.train import train as run_train
+    from chromaflow.pipeline import train_arguments, train_step
 
     params = train_arguments(
         task,
@@ -60,7 +67,10 @@ def train(
         prior=stats_dir.path if stats_dir is not None else None,
     )
     run_name = f"{task}-{params.get('variant', params.get('loss', 'default'))}"
-    final = run_train(task, data=dataset.path, out=model.path, experiment=experiment, run_name=run_name, **params)
+    launch = {} if launcher == "local" else dict(num_nodes=num_nodes, gpus_per_node=gpus_per_node, image=image,
+                                                 runtime=runtime)  # fmt: skip
+    final = train_step(task, dataset=dataset, model=model, launcher=launcher, experiment=experiment,
+                       run_name=run_name, **launch, **params)  # fmt: skip
     model.metadata.update({"task": task, **{k: v for k, v in params.items() if k != "prior"}})
     for k, v in final.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):

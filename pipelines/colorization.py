@@ -8,6 +8,8 @@ ones for a real run:
     chromaflow pipeline run --name colorization --arg source=$PWD/data/sample
     chromaflow pipeline submit --name colorization --host https://kfp.example.org \\
         --arg source=gs://bucket/imagenet --arg width=1.0 --arg steps=450000 --arg crop=176 --arg batch_size=40
+    # training on 2 nodes x 8 GPUs through Kubeflow Trainer (a TrainJob on runtime torch-distributed):
+    chromaflow pipeline submit --name colorization ... --arg launcher=kubeflow --arg num_nodes=2 --arg gpus_per_node=8
 
 Outputs: ``evaluation`` (metrics.json + reports), ``decision`` (promotion JSON), ``mar`` (the exported
 TorchServe archive of the ``champion`` after the decision).
@@ -47,6 +49,9 @@ def colorization(
     gates: str = "mlflow/promotion.yaml",
     experiment: str = "colorization",
     tracking_uri: str = "",
+    launcher: str = "local",
+    num_nodes: int = 1,
+    gpus_per_node: int = 1,
 ) -> Outputs:
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     prep = cache(prepare(source=source, max_side=max_side, val_fraction=val_fraction), "prepare")
@@ -54,7 +59,7 @@ def colorization(
     tr, ev = train_and_evaluate(
         prep, st, loss=loss, select_metric=select_metric, eval_size=eval_size, run_id=run_id, width=width,
         steps=steps, crop=crop, batch_size=batch_size, lr=lr, seed=seed, experiment=experiment,
-        tracking_uri=tracking_uri,
+        tracking_uri=tracking_uri, launcher=launcher, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
     )  # fmt: skip
     pr = promote_step(
         tr.outputs["model"],

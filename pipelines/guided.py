@@ -53,6 +53,9 @@ def guided(
     gates: str = "mlflow/promotion.yaml",
     experiment: str = "guided",
     tracking_uri: str = "",
+    launcher: str = "local",
+    num_nodes: int = 1,
+    gpus_per_node: int = 1,
 ) -> Outputs:
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     prep = cache(prepare(source=source, max_side=max_side, val_fraction=val_fraction), "prepare")
@@ -70,6 +73,9 @@ def guided(
         experiment=experiment,
         tracking_uri=tracking_uri,
         pipeline_run_id=run_id,
+        launcher=launcher,
+        num_nodes=num_nodes,
+        gpus_per_node=gpus_per_node,
     )
     gpu_training(cache(tr, "train"))
     ev = cache(

@@ -272,6 +272,30 @@ def train_arguments(task: str, options: Mapping[str, Any] | None = None, **flags
     return {k: _convert(actions[k], v, k) for k, v in merged.items()}
 
 
+def artifact_url(uri: str) -> str:
+    """A KFP artifact URI as an fsspec URL a TrainJob's nodes can open (KFP's ``minio://`` store is S3:
+    set ``AWS_ENDPOINT_URL`` on the nodes to the MinIO service)."""
+    return uri.replace("minio://", "s3://", 1)
+
+
+def train_step(task: str, *, dataset: Any, model: Any, launcher: str = "local", **kwargs: Any) -> dict[str, Any]:
+    """The ``train`` component's call: in this process (``launcher="local"``) on the artifacts' paths, or as a
+    Kubeflow Trainer TrainJob (``"kubeflow"``) on their URLs, whose outputs are then copied into ``model.path``.
+
+    ``dataset`` / ``model``: KFP artifacts (``.path``, ``.uri``); ``kwargs``: :func:`chromaflow.train.train`'s.
+    """
+    from chromaflow.train import remote, train
+
+    if launcher == "local":
+        return train(task, data=dataset.path, out=model.path, **kwargs)
+    if launcher != "kubeflow":
+        raise ValueError(f"launcher must be 'local' or 'kubeflow', got {launcher!r}")
+    out = artifact_url(model.uri).rstrip("/") + "-trainjob"  # not model.uri: KFP uploads model.path there
+    final = train(task, data=artifact_url(dataset.uri), out=out, launcher="kubeflow", **kwargs)
+    remote.download(out, model.path)
+    return final
+
+
 def lpips_headline(result: Mapping[str, Any], data: str | os.PathLike) -> dict[str, Any]:
     """Top-level scalars of an :func:`chromaflow.evaluate.lpips_eval.evaluate_lpips` result, for the registry.
 

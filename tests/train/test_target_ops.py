@@ -231,6 +231,17 @@ def test_engine_compile_trains_the_whole_loss(tmp_path):
     assert runs[True]["final_loss"] == pytest.approx(runs[False]["final_loss"], rel=1e-3)
 
 
+def test_prepare_warms_what_the_step_finds():
+    """``prepare(torch.device("cpu", 0))`` (as the engine names a device) leaves the rebalancing weights where a step
+    on tensors reporting ``cpu`` looks: copied once. On CUDA the same mismatch ("cuda" vs "cuda:0") was a host sync
+    inside the first step, caught by the gpu test below on an H200."""
+    task = ColorizationTask([], loss="rebalanced", soft_k=5)
+    task.prepare(torch.device("cpu", 0))
+    warmed = dict(task._weights_on)
+    task.class_loss(torch.zeros(2, Q, 4, 4), torch.zeros(2, 2, 16, 16))
+    assert task._weights_on == warmed and len(warmed) == 1
+
+
 @pytest.mark.gpu
 def test_gpu_targets_never_sync_and_match_the_cpu():
     """On CUDA: the whole target path under ``set_sync_debug_mode("error")`` (any host sync raises), and the bins
@@ -242,7 +253,7 @@ def test_gpu_targets_never_sync_and_match_the_cpu():
         pytest.skip("needs CUDA")
     dev = torch.device("cuda")
     task = ColorizationTask([], loss="rebalanced", soft_k=5)
-    task.prepare(dev), hints.warm_up(dev)
+    task.prepare(dev), hints.warm_up(dev), color.encode.warm_up(dev, (10,))  # k=10 below: its tables too
     rgb = _rgb(16, 64)
     x = rgb.to(dev)
     torch.cuda.synchronize()

@@ -56,3 +56,40 @@ class ToyTask(Task):
 
     def params(self) -> dict:
         return {"n": self.n, "noise": self.noise}
+
+
+if "toy_conv" not in registry._MODELS:
+
+    @registry.register_model
+    def toy_conv(hidden: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, hidden, 3, padding=1), nn.Tanh(), nn.Conv2d(hidden, 2, 1))
+
+
+class ToyShardTask(Task):
+    """Predict G and B from R on the centre crops of prepared Parquet shards (no BatchNorm, no randomness).
+
+    ``data``: a prepare output folder or fsspec URL; the engine shards it by lanes (``TrainConfig.lanes``).
+    """
+
+    name = "toy_shards"
+
+    def __init__(self, data: str, crop: int = 16) -> None:
+        self.data, self.crop = data, crop
+
+    def build_model(self) -> nn.Module:
+        return registry.create_model("toy_conv")
+
+    def train_dataset(self) -> Dataset:
+        from chromaflow.data import ShardDataset
+
+        return ShardDataset(self.data, split="train", crop=self.crop, train=False)
+
+    def collate(self, items):
+        from chromaflow.data import collate
+
+        return collate(items)
+
+    def loss(self, model, batch):
+        x = batch["rgb"].float() / 255
+        err = model(x[:, :1]) - x[:, 1:]
+        return err.pow(2).mean(), {}

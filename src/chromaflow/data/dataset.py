@@ -12,15 +12,23 @@ is at least twice as large), then a centre crop. With ``resize`` set, both first
 ``resize`` (thesis-style "resize then crop").
 
 The encoded bytes of the split are held in memory as one Arrow buffer (about the size of the shards'
-image column), which forked DataLoader workers share copy-on-write.
+image column), which forked DataLoader workers share copy-on-write. They are read on first use, so a
+process that trains on a share of the shards (:meth:`ShardDataset.share`, one per rank of a multi-node
+run) reads only the image columns of its own shards; ids, labels and colour flags (small) are read for all.
+
+``root`` may be a folder or an fsspec URL (``s3://``, ``gs://``, ``http://``, ``file://``): the manifest
+and the shards are then read through fsspec (Parquet column reads use range requests where the store
+supports them).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -30,6 +38,8 @@ from torch.utils.data import Dataset
 from chromaflow.io import read_json
 
 COLUMNS = ["id", "label", "has_color", "image"]
+READ_BLOCK = 2**16  # fsspec read-ahead: small, so reading the small columns does not pull the images along
+META = ["id", "label", "has_color"]  # the small columns every process reads; "image" only for its share
 
 
 def shard_files(root: str | os.PathLike, split: str) -> list[Path]:
@@ -44,6 +54,30 @@ def shard_files(root: str | os.PathLike, split: str) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"{root}: shards listed in manifest.json are missing: {missing[:3]}")
     return files
+
+
+def is_url(root: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` (fsspec), False for a plain local path."""
+    return "://" in str(root)
+
+
+def shard_urls(root: str | os.PathLike, split: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """``(filesystem, shard paths)`` of ``split`` under a prepare output given as a folder or an fsspec URL."""
+    if not is_url(root):
+        return fsspec.filesystem("file"), [str(f) for f in shard_files(root, split)]
+    fs, base = fsspec.core.url_to_fs(str(root))
+    base = base.rstrip("/")
+    try:
+        manifest = json.loads(fs.cat_file(f"{base}/manifest.json"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{root} is not a prepare output: manifest.json is missing") from None
+    names = [s for s in manifest.get("shards", []) if s.split("/")[-1].startswith(f"{split}-")]
+    return fs, [f"{base}/{s}" for s in names]
+
+
+def _read(fs: fsspec.AbstractFileSystem, path: str, columns: list[str]) -> pa.Table:
+    with fs.open(path, "rb", block_size=READ_BLOCK) as f:
+        return pq.read_table(f, columns=columns)
 
 
 def _resize_short(img: Image.Image, short: int) -> Image.Image:
@@ -74,19 +108,55 @@ class ShardDataset(Dataset):
             raise ValueError(f"crop must be a positive int, got {crop!r}")
         if resize is not None and resize < crop:
             raise ValueError(f"resize ({resize}) must be >= crop ({crop})")
-        files = shard_files(root, split)
-        if files:
-            table = pa.concat_tables([pq.read_table(f, columns=COLUMNS) for f in files])
-        else:
-            table = pa.table({c: pa.array([], t) for c, t in [("id", pa.string()), ("label", pa.string()),
-                              ("has_color", pa.bool_()), ("image", pa.binary())]})  # fmt: skip
-        if color_only:
-            table = table.filter(table.column("has_color"))
-        self.root, self.split, self.crop, self.train, self.resize = Path(root), split, crop, train, resize
-        self.ids: list[str] = table.column("id").to_pylist()
-        self.label_of: list[str | None] = table.column("label").to_pylist()
-        self.images = table.column("image").cast(pa.large_binary()).combine_chunks()
+        self.fs, self.files = shard_urls(root, split)
+        self.root = root if is_url(root) else Path(root)
+        self.split, self.crop, self.train, self.resize = split, crop, train, resize
+        metas = [_read(self.fs, f, META) for f in self.files]
+        self.file_rows: list[list[int]] = []  # per file: its kept rows' positions within the file
+        self.ids, self.label_of = [], []
+        for t in metas:
+            keep = [i for i, c in enumerate(t.column("has_color").to_pylist()) if c or not color_only]
+            self.file_rows.append(keep)
+            ids, labels = t.column("id").to_pylist(), t.column("label").to_pylist()
+            self.ids += [ids[i] for i in keep]
+            self.label_of += [labels[i] for i in keep]
         self.labels = sorted({lab for lab in self.label_of if lab is not None})
+        self._mine = list(range(len(self.files)))  # the files whose images this dataset reads
+        self._images: pa.Array | None = None
+
+    def share(self, groups: list[int], count: int) -> ShardDataset:
+        """The rows of the shard files ``k`` with ``k % count`` in ``groups``, group after group.
+
+        Such a share reads only its own files' images. Its ``group_sizes`` give the rows of each group in
+        order (a rank of a multi-node run takes the groups ("lanes") it owns; see ``engine.LaneSampler``).
+        """
+        if count < 1 or not groups or any(not 0 <= g < count for g in groups):
+            raise ValueError(f"share: groups {groups} must lie in [0, {count})")
+        if len(self.files) < count:
+            raise ValueError(
+                f"share: {self.root} has {len(self.files)} {self.split} shard(s), fewer than {count} lanes"
+            )
+        mine = [k for g in groups for k in range(g, len(self.files), count)]
+        out = object.__new__(ShardDataset)
+        out.__dict__.update(self.__dict__)
+        offsets = [0]
+        for rows in self.file_rows:
+            offsets.append(offsets[-1] + len(rows))
+        pick = [i for k in mine for i in range(offsets[k], offsets[k + 1])]
+        out.ids, out.label_of = [self.ids[i] for i in pick], [self.label_of[i] for i in pick]
+        out.group_sizes = [sum(len(self.file_rows[k]) for k in range(g, len(self.files), count)) for g in groups]
+        out._mine, out._images = mine, None
+        return out
+
+    @property
+    def images(self) -> pa.Array:
+        """The encoded images of this dataset's rows (read on first use: this dataset's files only)."""
+        if self._images is None:
+            parts = [_read(self.fs, self.files[k], ["image"]).column("image").take(self.file_rows[k])
+                     for k in self._mine]  # fmt: skip
+            chunks = [c for p in parts for c in p.chunks]
+            self._images = pa.chunked_array(chunks, pa.binary()).cast(pa.large_binary()).combine_chunks()
+        return self._images
 
     def __len__(self) -> int:
         return len(self.ids)

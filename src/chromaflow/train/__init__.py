@@ -16,11 +16,9 @@ def train(task: str, **kwargs: Any) -> dict[str, Any]:
     ``kwargs`` use the flags' names with ``_`` (``batch_size=16``, ``soft_k=5``); unknown names are an
     error listing the known ones. Returns the final metrics (also in ``<out>/metrics.json``).
     """
-    from chromaflow.train import cli, tasks
+    from chromaflow.train import cli
 
-    parser = argparse.ArgumentParser(prog=f"chromaflow train --task {task}")
-    cli.add_engine_arguments(parser)
-    tasks.load(task).add_arguments(parser)
+    parser = cli.task_parser(task)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:

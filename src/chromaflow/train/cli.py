@@ -3,6 +3,7 @@
 chromaflow train --task colorization --data runs/demo/prepared --out runs/demo/train --steps 2000
 torchrun --nproc-per-node 2 -m chromaflow.cli train --task colorization ... # DDP
 chromaflow train --task colorization ... --resume          # continue from <out>/checkpoint.pt
+chromaflow train --task colorization ... --launcher kubeflow --num-nodes 2 --gpus-per-node 8 --image I  # TrainJob
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from typing import Any
 
-from chromaflow.train import tasks
+from chromaflow.train import remote, tasks, trainjob
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--experiment", help="MLflow experiment to open a run in (default: log into an active run only)")
     g.add_argument("--run-name", help="MLflow run name")
     g.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step; resume later")
+    g.add_argument("--lanes", type=int, default=0,
+                   help="split the train shards into this many lanes (a multiple of the process count); each "
+                   "process reads only its lanes' shards and the global batch is the same for any process count")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace):
@@ -62,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Engine flags, ``--task``, and (once ``--task NAME`` is seen) the task's own flags."""
     parser.add_argument("--task", required=True, help=f"training task: {', '.join(tasks.available())}")
     add_engine_arguments(parser)
+    trainjob.add_arguments(parser)
     base = parser.parse_known_args
 
     def parse_known_args(args=None, namespace=None):  # two-phase: find --task, add its flags, parse
@@ -76,14 +82,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.parse_known_args = parse_known_args
 
 
+def task_parser(task: str) -> argparse.ArgumentParser:
+    """The flags of ``chromaflow train --task TASK``: engine, launcher and the task's own."""
+    parser = argparse.ArgumentParser(prog=f"chromaflow train --task {task}")
+    add_engine_arguments(parser)
+    trainjob.add_arguments(parser)
+    tasks.load(task).add_arguments(parser)
+    return parser
+
+
+def launch(args: argparse.Namespace) -> dict[str, Any]:
+    """``--launcher kubeflow``: the same run as a TrainJob; wait for it, return its ``metrics.json``."""
+    from chromaflow.io import write_json
+
+    config_from_args(args).validate()  # bad settings fail here, not on the cluster
+    argv = ["--task", args.task, *trainjob.node_argv(args, task_parser(args.task))]
+    trainer = trainjob.custom_trainer(argv, image=args.image, num_nodes=args.num_nodes,
+                                      gpus_per_node=args.gpus_per_node, env=trainjob.node_env(args.backend))  # fmt: skip
+    if args.render:
+        write_json(args.render, trainjob.render_trainjob(trainer, args.runtime))
+        log.info("TrainJob written to %s (not submitted)", args.render)
+        return {}
+    if args.backend != "process" and not args.image:
+        raise ValueError("--image is required with --launcher kubeflow (the image every node runs)")
+    trainjob.submit(trainer, backend=args.backend, runtime=args.runtime, timeout=args.job_timeout)
+    return remote.read_metrics(args.out)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the task and the config from ``args`` and train (the library path of the step)."""
     from chromaflow.train import distributed
     from chromaflow.train.engine import fit
 
+    if getattr(args, "launcher", "local") == "kubeflow":
+        return launch(args)
+
     task = tasks.load(args.task).build(args)
     try:
-        return fit(task, config_from_args(args))
+        with remote.staged(args.out, upload=int(os.environ.get("RANK", "0")) == 0) as out:  # only rank 0 writes
+            return fit(task, config_from_args(argparse.Namespace(**{**vars(args), "out": out})))
     finally:
         distributed.cleanup()
 

@@ -139,6 +139,7 @@ class TrainConfig:
     experiment: str | None = None  # open an MLflow run in this experiment (else log into an active run, if any)
     run_name: str | None = None
     stop_at: int | None = None  # stop after this step (checkpoint written): time-boxed / preempted runs
+    lanes: int = 0  # >0: the train shards split into this many lanes; each rank reads only its lanes' shards
 
     def validate(self) -> None:
         checks = [
@@ -149,7 +150,11 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}"),
             (self.ckpt_every >= 0 and self.log_every >= 1, "ckpt_every must be >= 0 and log_every >= 1"),
-        ]
+            (self.lanes >= 0, f"lanes must be >= 0, got {self.lanes}"),
+            (not self.lanes or (self.batch_size // self.grad_accum) % self.lanes == 0,
+             f"lanes ({self.lanes}) must divide the global micro-batch batch_size / grad_accum "
+             f"= {self.batch_size} / {self.grad_accum}"),
+        ]  # fmt: skip
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"train config: {msg}")
@@ -158,6 +163,8 @@ class TrainConfig:
         """Hash of everything that changes the result (not resume/logging/tracking/stop settings)."""
         ignore = {"resume", "log_every", "experiment", "run_name", "stop_at", "workers", "device"}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ignore}
+        if not d["lanes"]:  # the default order: fingerprints of runs from before lanes existed stay valid
+            del d["lanes"]
         blob = json.dumps({"engine": d, "task": task_params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -189,6 +196,49 @@ class StreamSampler(Sampler[int]):
             lo = j * g + self.rank * self.micro
             yield from perm[lo : lo + self.micro].tolist()
             b += 1
+
+
+class LaneSampler(Sampler[int]):
+    """Infinite, deterministic index stream of one rank's lanes (``TrainConfig.lanes``), node-count independent.
+
+    The train shards are split into ``L`` lanes (shard ``k`` in lane ``k % L``); global micro-batch ``b``
+    is lane 0's ``chunk`` items, then lane 1's, ... (``chunk = global micro-batch / L``), where lane ``l``
+    walks epoch after epoch of ``randperm(n_l)`` seeded by ``(seed, l, epoch)``. A rank owning lanes
+    ``lanes`` (contiguous, ``L / world`` of them) yields its lanes' chunks in order, as indices into its
+    share ``ShardDataset.share(lanes, L)`` whose rows are lane after lane (``sizes``). So the global
+    batch of every step is the same for any world size dividing ``L``, and each rank reads only its shards.
+    """
+
+    def __init__(self, sizes: list[int], chunk: int, lanes: list[int], *, seed: int = 0, start: int = 0):
+        if any(n < chunk for n in sizes):
+            raise ValueError(f"lanes {lanes} hold {sizes} items; each needs at least one chunk of {chunk}")
+        self.sizes, self.chunk, self.lanes, self.seed, self.start = sizes, chunk, lanes, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        offsets = np.cumsum([0, *self.sizes[:-1]]).tolist()
+        perms: dict[int, tuple[int, torch.Tensor]] = {}
+        b = self.start
+        while True:
+            for lane, n, off in zip(self.lanes, self.sizes, offsets, strict=True):
+                e, j = divmod(b, n // self.chunk)
+                if perms.get(lane, (None,))[0] != e:
+                    g = torch.Generator().manual_seed(self.seed + 1_000_003 * (lane + 1) + e)
+                    perms[lane] = (e, torch.randperm(n, generator=g))
+                yield from (off + perms[lane][1][j * self.chunk : (j + 1) * self.chunk]).tolist()
+            b += 1
+
+
+def lane_share(dataset: Dataset, cfg: TrainConfig, info: distributed.DistInfo, micro: int, start: int):
+    """``(this rank's share of dataset, its LaneSampler)`` for ``cfg.lanes`` lanes over ``info.world`` ranks."""
+    if cfg.lanes % info.world:
+        raise ValueError(f"lanes ({cfg.lanes}) must be a multiple of the number of processes ({info.world})")
+    if not hasattr(dataset, "share"):
+        raise ValueError(f"lanes need a train set of Parquet shards (ShardDataset), not {type(dataset).__name__}")
+    per = cfg.lanes // info.world
+    mine = list(range(info.rank * per, (info.rank + 1) * per))
+    part = dataset.share(mine, cfg.lanes)
+    chunk = micro // per
+    return part, LaneSampler(part.group_sizes, chunk, mine, seed=cfg.seed, start=start * cfg.grad_accum)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -378,9 +428,12 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     loss_fn = torch.compile(task.loss) if cfg.compile else task.loss
 
     train_set = task.train_dataset()
-    sampler = StreamSampler(
-        len(train_set), micro, rank=info.rank, world=world, seed=cfg.seed, start=start * cfg.grad_accum
-    )
+    if cfg.lanes:
+        train_set, sampler = lane_share(train_set, cfg, info, micro, start)
+    else:
+        sampler = StreamSampler(
+            len(train_set), micro, rank=info.rank, world=world, seed=cfg.seed, start=start * cfg.grad_accum
+        )
     loader = DataLoader(
         train_set,
         batch_size=micro,

@@ -32,6 +32,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from chromaflow import color
 from chromaflow.color.constants import REBALANCE_LAMBDA, SOFT_K_PAPER, SOFT_SIGMA
+from chromaflow.color.lab import canonical_device
 from chromaflow.models import create_model, load_weights, make_contract, unwrap
 from chromaflow.models.weights import load_state_strict
 from chromaflow.train.engine import Task
@@ -182,6 +183,7 @@ class ColorizationTask(Task):
         """The ``(Q,)`` rebalancing weights on ``device``, copied there once per device (not per step)."""
         if self.class_weights is None:
             return None
+        device = canonical_device(device)  # prepare() gets "cuda", the step's tensors say "cuda:0"
         if device not in self._weights_on:
             self._weights_on[device] = self.class_weights.to(device)
         return self._weights_on[device]
@@ -298,11 +300,12 @@ def datasets(data: str | None, crop: int, extra: Sequence[str] = ()) -> tuple[Da
     is ``data``'s only, so validation numbers stay comparable when training data is added.
     """
     from chromaflow.data import ShardDataset
+    from chromaflow.data.dataset import is_url
 
     if not data:
         raise ValueError("--data is required (a folder written by `chromaflow prepare`)")
     for flag, folder in [("--data", data), *(("--extra-data", x) for x in extra)]:
-        if not Path(folder).is_dir():
+        if not is_url(folder) and not Path(folder).is_dir():  # URLs (s3://, http://): ShardDataset checks
             raise FileNotFoundError(f"{flag}: {folder} is not a folder")
     train_set: Dataset = ShardDataset(data, split="train", crop=crop, train=True)
     if extra:
