@@ -180,7 +180,8 @@ def _example_complaints(messages):
 
 @pytest.fixture(scope="module")
 def kind_files(tmp_path_factory):
-    """Tiny random-weight files of every non-eccv16 kind: siggraph17, save_lpips, lpips_2afc, splitbrain."""
+    """Tiny random-weight files of every non-eccv16 kind: siggraph17, squeeze_colorizer, save_lpips, lpips_2afc,
+    splitbrain."""
     import torch
 
     from chromaflow.evaluate import lpips as L
@@ -191,6 +192,8 @@ def kind_files(tmp_path_factory):
     files = {}
     files["siggraph17"] = root / "guided.safetensors"
     models.save_weights(models.create_model("siggraph17", width=1 / 16), files["siggraph17"])
+    files["squeeze_colorizer"] = root / "squeeze.safetensors"
+    models.save_weights(models.create_model("squeeze_colorizer", width=1 / 16), files["squeeze_colorizer"])
     files["splitbrain"] = root / "splitbrain.safetensors"
     sb = models.create_model("splitbrain", variant="split_cl_cl", input_size=32, width=1 / 8, fc_width=16)
     models.save_weights(sb, files["splitbrain"])

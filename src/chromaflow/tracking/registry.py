@@ -51,6 +51,7 @@ _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<
 UNUSED_SIZE = 256  # the "size" model_config of the kinds that ignore it (lpips, representation)
 KINDS: dict[str, str] = {  # weights config name -> pyfunc kind (see the module docstring)
     "eccv16": "colorization",
+    "squeeze_colorizer": "colorization",
     "siggraph17": "guided",
     "lpips": "lpips",  # chromaflow.evaluate.lpips.save_lpips file (its own "chromaflow.lpips" metadata)
     "lpips_2afc": "lpips",  # chromaflow train --task lpips output (save_weights of LPIPS + ranking net G)

@@ -113,6 +113,10 @@ class Task:
     def prepare(self, device: torch.device) -> None:
         """Build whatever the loss caches per device (e.g. lookup tables) before ``torch.compile`` traces it."""
 
+    def param_groups(self, model: nn.Module, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (default: one, at ``lr``); a task may give parts their own lr."""
+        return [{"params": list(model.parameters()), "lr": lr}]
+
     def params(self) -> dict[str, Any]:
         """Hyper-parameters to log and to fingerprint the run with (JSON-serializable)."""
         return {}
@@ -437,7 +441,7 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
     own = task.optimizers(model, cfg)
     if own is None:
         optimizer = torch.optim.Adam(
-            model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+            task.param_groups(model, cfg.lr), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
         )
         scheduler = make_schedule(optimizer, cfg)
     else:  # the task steps them in its own order (Task.train_step); one schedule each

@@ -7,6 +7,10 @@
 ``softce`` (Ours class: no rebalancing), ``l2`` (Ours L2, regression head, from scratch),
 ``l2ft`` (Ours L2 ft: regression head fine-tuned from a classification model, ``--init``).
 
+``--model``: the registered network (default ``eccv16``; ``squeeze_colorizer`` has an ImageNet SqueezeNet
+trunk, loaded from ``--trunk PATH`` and trained at ``--trunk-lr-mult`` times ``--lr``); ``--width`` is its
+channel multiplier.
+
 Per batch, on the training device: RGB uint8 -> Lab (``color.rgb_to_lab``), the network sees
 ``(L - l_cent) / l_norm``; the target ab is area-downsampled to the output resolution (H/4) as in
 the reference code, then soft-encoded (``--soft-k`` nearest bins, Gaussian sigma 5) for the class losses.
@@ -54,7 +58,10 @@ class ColorizationTask(Task):
     Args:
         train_set, val_set: datasets (e.g. ``chromaflow.data.ShardDataset``).
         loss: one of :data:`LOSSES`.
-        width: ``eccv16`` channel multiplier.
+        width: the model's channel multiplier.
+        model: registered model name (``eccv16`` or another with the same input and outputs).
+        trunk: pretrained trunk weights, loaded with the model's ``load_trunk`` (``squeeze_colorizer``).
+        trunk_lr_mult: the trunk's learning rate relative to the engine's ``lr`` (1 = one lr for all).
         prior: ``(Q,)`` empirical ab prior (needed by ``rebalanced``); ``None`` -> ``color.load_prior()``.
         lam: rebalancing mix with the uniform distribution (Eq. 2.4; thesis 1/2).
         soft_k, soft_sigma: soft-encoding neighbours and kernel (thesis: 5 and 5; reference code: 10).
@@ -77,6 +84,9 @@ class ColorizationTask(Task):
         soft_sigma: float = SOFT_SIGMA,
         init: str | None = None,
         data: str | list[str] | None = None,
+        model: str = "eccv16",
+        trunk: str | None = None,
+        trunk_lr_mult: float = 1.0,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}, got {loss!r}")
@@ -84,11 +94,16 @@ class ColorizationTask(Task):
             raise ValueError("--loss l2ft fine-tunes a classification model: give its weights with --init")
         if init and not Path(init).is_file():
             raise FileNotFoundError(f"--init: {init} does not exist")
+        if trunk and not Path(trunk).is_file():
+            raise FileNotFoundError(f"--trunk: {trunk} does not exist")
+        if not trunk_lr_mult >= 0:
+            raise ValueError(f"--trunk-lr-mult must be >= 0, got {trunk_lr_mult}")
         if not 1 <= soft_k <= 313:
             raise ValueError(f"--soft-k must be in [1, 313], got {soft_k}")
         self.train_set, self.val_set = train_set, val_set
         self.loss_kind, self.width, self.lam = loss, width, lam
         self.soft_k, self.soft_sigma, self.init, self.data = soft_k, soft_sigma, init, data
+        self.model_name, self.trunk, self.trunk_lr_mult = model, trunk, trunk_lr_mult
         self.head = "regression" if loss in ("l2", "l2ft") else "class"
         self.contract = make_contract()
         self.class_weights: torch.Tensor | None = None  # (Q,) float32 on the CPU; per device: _weights_on
@@ -101,7 +116,11 @@ class ColorizationTask(Task):
 
     # -- engine hooks ---------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        model = create_model("eccv16", width=self.width, head=self.head)
+        model = create_model(self.model_name, width=self.width, head=self.head)
+        if self.trunk:
+            if not hasattr(model, "load_trunk"):
+                raise ValueError(f"--trunk: model {self.model_name!r} has no pretrained trunk to load")
+            model.load_trunk(self.trunk)
         if self.init:
             self._load_init(model)
         return model
@@ -116,6 +135,16 @@ class ColorizationTask(Task):
                 "init from %s: all layers but the head (%s -> %s)", self.init, src.config["kwargs"]["head"], self.head
             )
         load_state_strict(model, state, source=str(self.init))
+
+    def param_groups(self, model: nn.Module, lr: float) -> list[dict[str, Any]]:
+        """One group at ``lr``, or, for a model with a ``trunk``, the rest at ``lr`` and the trunk at
+        ``lr * trunk_lr_mult`` (a pretrained trunk is usually fine-tuned slower than a fresh decoder)."""
+        trunk = getattr(unwrap(model), "trunk", None)
+        if trunk is None or self.trunk_lr_mult == 1.0:
+            return super().param_groups(model, lr)
+        ids = {id(p) for p in trunk.parameters()}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": list(trunk.parameters()), "lr": lr * self.trunk_lr_mult}]
 
     def train_dataset(self) -> Dataset:
         return self.train_set
@@ -201,6 +230,10 @@ class ColorizationTask(Task):
             "data": self.data,
             "n_train": len(self.train_set),
             "prior_sha": None if self.class_weights is None else _digest(self.class_weights),
+            # only when not the defaults, so the fingerprints of existing eccv16 runs do not change
+            **({"model": self.model_name} if self.model_name != "eccv16" else {}),
+            **({"trunk": self.trunk} if self.trunk else {}),
+            **({"trunk_lr_mult": self.trunk_lr_mult} if self.trunk_lr_mult != 1.0 else {}),
         }
 
     def data_path(self) -> str | list[str] | None:
@@ -220,7 +253,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The task's own flags (the engine's --out/--steps/--batch-size/--lr/--seed/--resume are added by train/cli)."""
     add_data_arguments(parser)
     parser.add_argument("--loss", choices=LOSSES, default="rebalanced", help="Table 2.1 row (default: rebalanced)")
-    parser.add_argument("--width", type=float, default=0.25, help="eccv16 channel multiplier (1 = thesis)")
+    parser.add_argument(
+        "--model", default="eccv16", help="registered colorization network (eccv16 | squeeze_colorizer)"
+    )
+    parser.add_argument("--width", type=float, default=0.25, help="the model's channel multiplier (eccv16: 1 = thesis)")
+    parser.add_argument(
+        "--trunk", help="pretrained trunk weights (squeeze_colorizer: the torchvision SqueezeNet 1.1 .pth)"
+    )
+    parser.add_argument("--trunk-lr-mult", type=float, default=1.0, help="the trunk's lr as a multiple of --lr")
     parser.add_argument("--crop", type=int, default=176, help="training crop size in pixels (thesis: 176)")
     parser.add_argument("--prior", help="empirical ab prior: prior.npy or a `chromaflow stats` folder "
                         "(default: the shipped ImageNet prior)")  # fmt: skip
@@ -293,4 +333,7 @@ def build(args: argparse.Namespace) -> ColorizationTask:
         soft_k=args.soft_k,
         init=args.init,
         data=data_inputs(args),
+        model=args.model,
+        trunk=args.trunk,
+        trunk_lr_mult=args.trunk_lr_mult,
     )
