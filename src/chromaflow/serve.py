@@ -498,22 +498,24 @@ def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]
     return out
 
 
-SHIPPED_NAMES = {"colorization": "colorize", "guided": None}  # shipped model -> name in URLs (None: export's default)
-
-
 def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
-    """Export the models shipped in ``weights/`` (hash-checked against their cards) to ``.mar`` archives."""
+    """Export the servable models shipped in ``weights/`` (hash-checked against their cards; servable: their
+    description names a TorchServe handler) to ``.mar`` archives under their kind's default name."""
     from chromaflow.export.mar import export_mar
-    from chromaflow.models.shipped import shipped_weights
+    from chromaflow.models import described_models, read_config
+    from chromaflow.models.shipped import shipped_names, shipped_weights
 
     out = []
-    for shipped, url_name in SHIPPED_NAMES.items():
+    for shipped in shipped_names():
         try:
             weights, card = shipped_weights(shipped)
         except FileNotFoundError as e:
             log.warning("serve: %s", e)
             continue
-        out.append((None, export_mar(weights, out_dir, name=url_name, version=card["sha256"][:12])))
+        description = described_models().get(read_config(weights)["name"])
+        if description is None or description.handler is None:
+            continue
+        out.append((None, export_mar(weights, out_dir, version=card["sha256"][:12])))
     if not out:
         raise SystemExit("chromaflow serve: no --mar given and no shipped model in weights/")
     return out

@@ -40,6 +40,7 @@ from chromaflow.evaluate import metrics as M
 from chromaflow.evaluate import report as R
 from chromaflow.io import read_json, write_json, write_text
 from chromaflow.logs import progress
+from chromaflow.models.inference import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +232,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 # --------------------------------------------------------------------------------------------- metrics
 
 
@@ -350,7 +341,7 @@ def evaluate_colorization(
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
     models = parse_weights(weights)
-    dev = _pick_device(device)
+    dev = pick_device(device)
 
     items, excluded = load_eval_items(data, split=split, size=size, max_images=max_images, seed=seed)
     if not items:

@@ -190,48 +190,6 @@ class Extractor:
     kind: str
 
 
-def _lab_input(rgb: torch.Tensor) -> torch.Tensor:
-    from chromaflow import color
-
-    return color.rgb_to_lab(rgb)
-
-
-def _splitbrain_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    from chromaflow.models.splitbrain import normalize_lab
-
-    return lambda rgb: model.layer_features(normalize_lab(_lab_input(rgb)))
-
-
-def _eccv16_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    c = model.config["contract"]
-
-    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (_lab_input(rgb)[:, :1] - c["l_cent"]) / c["l_norm"]
-        out = {}
-        for name in LAYERS:
-            x = out[name] = getattr(model, name)(x)
-        return out
-
-    return fn
-
-
-def _siggraph17_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    c = model.config["contract"]
-
-    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        lum = (_lab_input(rgb)[:, :1] - c["l_cent"]) / c["l_norm"]
-        b, _, h, w = lum.shape
-        x = torch.cat([lum, lum.new_zeros(b, 2, h, w), lum.new_zeros(b, 1, h, w) - c["mask_cent"]], 1)
-        out = {"conv1": model.conv1(x)}
-        out["conv2"] = model.conv2(out["conv1"][:, :, ::2, ::2])
-        out["conv3"] = model.conv3(out["conv2"][:, :, ::2, ::2])
-        out["conv4"] = model.conv4(out["conv3"][:, :, ::2, ::2])
-        out["conv5"] = model.conv5(out["conv4"])
-        return out
-
-    return fn
-
-
 def _squeezenet_fn(model: torch.nn.Module, size: int) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
     def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         x = rgb.float() / 255.0
@@ -250,9 +208,6 @@ def _squeezenet_fn(model: torch.nn.Module, size: int) -> Callable[[torch.Tensor]
     return fn
 
 
-MODEL_FNS = {"splitbrain": _splitbrain_fn, "eccv16": _eccv16_fn, "siggraph17": _siggraph17_fn}
-
-
 def _parse_kwargs(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in filter(None, text.split(",")):
@@ -268,9 +223,7 @@ def _parse_kwargs(text: str) -> dict[str, Any]:
 
 def load_extractor(spec: str, *, device: torch.device, seed: int = 0, reference_size: int = 128) -> Extractor:
     """Build the frozen extractor of a model ``spec`` (see the module docstring)."""
-    import chromaflow.models.siggraph17  # noqa: F401  (register their models until registry._BUILTIN lists them)
-    import chromaflow.models.splitbrain  # noqa: F401
-    from chromaflow.models import create_model, load_weights, sha256_file
+    from chromaflow.models import create_model, described_models, load_weights, sha256_file
 
     if spec.startswith("random:"):
         name, _, kw = spec[len("random:") :].partition(":")
@@ -296,14 +249,16 @@ def load_extractor(spec: str, *, device: torch.device, seed: int = 0, reference_
         model = load_weights(spec)
         key = sha256_file(spec)
     name = model.config["name"]
-    if name not in MODEL_FNS:
+    layered = {n: d for n, d in described_models().items() if d.forward_features and d.feature_layers == LAYERS}
+    if name not in layered:
         raise ValueError(
-            f"--model {spec}: no named conv1..conv5 layers known for model {name!r} (known: {sorted(MODEL_FNS)})"
+            f"--model {spec}: no named conv1..conv5 layers known for model {name!r} (known: {sorted(layered)})"
         )
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return Extractor(MODEL_FNS[name](model), key, name)
+    features = layered[name].forward_features
+    return Extractor(lambda rgb: features(model, rgb), key, name)
 
 
 def resized_side(channels: int, side: int, target_dim: int = TARGET_DIM) -> int:

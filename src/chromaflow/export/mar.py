@@ -62,7 +62,6 @@ HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"
 DEFAULT_NAME = "colorize"  # the automatic model's one served name (/predictions/colorize)
-GUIDED_MODELS = frozenset({"siggraph17"})  # registry names served by the user-guided handler
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,12 @@ class HandlerKind:
 
 
 def handler_kind(model_name: str) -> HandlerKind:
-    """The :class:`HandlerKind` for a registry model name (``siggraph17`` -> guided, anything else -> colorize)."""
-    if model_name in GUIDED_MODELS:
+    """The :class:`HandlerKind` of a registry model name: its description's ``handler`` (``guided`` for
+    ``siggraph17``); a model without one is served by the automatic colorize handler."""
+    from chromaflow.models import described_models
+
+    description = described_models().get(model_name)
+    if description is not None and description.handler == "guided":
         from chromaflow.serving.guided import GuidedConfig
 
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
@@ -117,11 +120,11 @@ def _stage_local(src: Path, stage: Path) -> tuple[dict[str, Any], HandlerKind, P
     (``load_any_lpips`` -> ``save_lpips``, extra metadata ``converted_from`` / ``source_sha256``)."""
     from chromaflow.evaluate.lpips import save_lpips
     from chromaflow.evaluate.lpips_eval import load_any_lpips
-    from chromaflow.tracking.registry import KINDS
+    from chromaflow.tracking.registry import kind_of
 
     config, kind = _local_config(src)
     name = config.get("name")
-    if config.get("kind") != "lpips" and KINDS.get(str(name)) == "lpips":  # lpips_2afc training output
+    if config.get("kind") != "lpips" and kind_of(str(name)) == "lpips":  # lpips_2afc training output
         converted = stage / "converted" / lpips_kind().weights
         converted.parent.mkdir()
         try:

@@ -51,12 +51,16 @@ def weights_root() -> Path:
     return Path(env) if env else CHECKOUT / "weights"
 
 
+def shipped_names() -> list[str]:
+    """Sorted names of the shipped models (the folders of :func:`weights_root` holding a card)."""
+    return sorted(p.name for p in weights_root().glob("*/") if (p / CARD_JSON).is_file())
+
+
 def card(name: str) -> dict[str, Any]:
     """The ``card.json`` of shipped model ``name``; ``FileNotFoundError`` naming the folder if absent."""
     path = weights_root() / name / CARD_JSON
     if not path.is_file():
-        have = sorted(p.name for p in weights_root().glob("*/") if (p / CARD_JSON).is_file())
-        raise FileNotFoundError(f"shipped model {name!r}: no {path} (shipped: {have or 'none'})")
+        raise FileNotFoundError(f"shipped model {name!r}: no {path} (shipped: {shipped_names() or 'none'})")
     return io.read_json(path)
 
 
