@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.color import lab_to_rgb, rgb_to_lab
+from chromaflow.data.hints import paint_squares
 from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, eval_set_fingerprint, load_eval_items
 from chromaflow.evaluate.edit_propagation import propagate
 from chromaflow.evaluate.metrics import psnr
@@ -50,10 +51,8 @@ def _paint(gt_ab: torch.Tensor, ys: list[int], xs: list[int], patch: int) -> tup
     """Hints ``(1, 2, H, W)`` and mask ``(1, 1, H, W)`` revealing the mean GT ab of each patch."""
     hint = torch.zeros_like(gt_ab)
     mask = torch.zeros_like(gt_ab[:, :1])
-    for y, x in zip(ys, xs, strict=True):
-        sl = (slice(None), slice(None), slice(y, y + patch), slice(x, x + patch))
-        hint[sl] = gt_ab[sl].mean((2, 3), keepdim=True)
-        mask[sl] = 1
+    means = [gt_ab[0, :, y : y + patch, x : x + patch].mean((1, 2)) for y, x in zip(ys, xs, strict=True)]
+    paint_squares(hint, mask, list(zip(ys, xs, strict=True)), patch, means)
     return hint, mask
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from chromaflow import color
 from chromaflow.color.constants import Q
+from chromaflow.data.hints import paint_squares
 from chromaflow.models.inference import lightness, recombine
 
 if TYPE_CHECKING:
@@ -118,14 +119,16 @@ def hint_planes(
         l_at = torch.stack([l_full[int(hints[i].y), int(hints[i].x)].double() for i in rgb_idx])
         ab[rgb_idx] = rgb_hint_ab(rgb, l_at)
     r = patch // 2
-    applied = []
-    for h, v in zip(hints, ab, strict=True):
-        mx, my = model_position(h.x, h.y, hw, size)
-        ys, xs = slice(max(0, my - r), my + r + 1), slice(max(0, mx - r), mx + r + 1)
-        hint_ab[:, ys, xs] = v.float()[:, None, None]
-        mask[:, ys, xs] = 1.0
-        applied.append({"x": h.x, "y": h.y, "a": float(v[0]), "b": float(v[1]), "model_x": mx, "model_y": my})
-    return hint_ab, mask, applied
+    centres = [model_position(h.x, h.y, hw, size) for h in hints]
+    paint_squares(hint_ab, mask, [(my - r, mx - r) for mx, my in centres], patch, [v.float() for v in ab])
+    return (
+        hint_ab,
+        mask,
+        [
+            {"x": h.x, "y": h.y, "a": float(v[0]), "b": float(v[1]), "model_x": mx, "model_y": my}
+            for h, v, (mx, my) in zip(hints, ab, centres, strict=True)
+        ],
+    )
 
 
 def distribution_at(logits: torch.Tensor, x: float, y: float, hw: tuple[int, int]) -> torch.Tensor:

@@ -38,7 +38,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ from chromaflow.serving.request import (
 )
 from chromaflow.serving.response import Response, encode_image
 from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, read_archive_meta
+from chromaflow.settings import from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +122,10 @@ class GuidedConfig:
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> GuidedConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"guided handler config: unknown key(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        problems = []
+        return from_mapping(cls, d, "guided handler config", cls.problems)
+
+    def problems(self) -> list[str]:
+        cfg, problems = self, []
         if cfg.max_pixels < 1:
             problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
         if cfg.size < 8 or cfg.size % 8:
@@ -144,9 +142,7 @@ class GuidedConfig:
             problems.append(f"swatch_resolution must be >= 2, got {cfg.swatch_resolution}")
         if cfg.endpoint != "auto" and cfg.endpoint not in ENDPOINTS:
             problems.append(f"endpoint must be auto or one of {ENDPOINTS}, got {cfg.endpoint!r}")
-        if problems:
-            raise ValueError("guided handler config: " + "; ".join(problems))
-        return cfg
+        return problems
 
 
 def endpoint_for(model_name: str | None) -> str:

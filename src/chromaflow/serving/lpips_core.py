@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import Request, RequestError, decode_image, json_object, shown
 from chromaflow.serving.response import Response
 from chromaflow.serving.service import ARCHIVE_META, read_archive_meta
+from chromaflow.settings import from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +59,15 @@ class LpipsConfig:
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> LpipsConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"lpips handler config: unknown key(s) {unknown}; known: {sorted(known)}")
-        try:
-            cfg = cls(**{k: int(v) for k, v in d.items()})
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"lpips handler config: values must be integers ({e})") from None
-        problems = []
+        return from_mapping(cls, d, "lpips handler config", cls.problems)
+
+    def problems(self) -> list[str]:
+        cfg, problems = self, []
         if cfg.max_pixels < 1:
             problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
         if cfg.num_threads < 0:
             problems.append(f"num_threads must be >= 0, got {cfg.num_threads}")
-        if problems:
-            raise ValueError("lpips handler config: " + "; ".join(problems))
-        return cfg
+        return problems
 
 
 def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from chromaflow.serving.request import (
     parse_options,
 )
 from chromaflow.serving.response import Response, image_response
+from chromaflow.settings import from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,12 @@ class ServiceConfig:
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
-        d = dict(d or {})
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"handler config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        if cfg.max_pixels < 1 or cfg.size < 8:
-            raise ValueError(f"handler config: max_pixels must be >= 1 and size >= 8, got {cfg}")
-        return cfg
+        return from_mapping(cls, d, "handler config", cls.problems)
+
+    def problems(self) -> list[str]:
+        if self.max_pixels < 1 or self.size < 8:
+            return [f"max_pixels must be >= 1 and size >= 8, got {self}"]
+        return []
 
 
 def read_archive_meta(model_dir: str | os.PathLike, who: str, *, required: bool = True) -> dict[str, Any]:
