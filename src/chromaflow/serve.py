@@ -32,7 +32,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from chromaflow.gateway.server import free_port
 from chromaflow.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,6 @@ def check_secure(props: dict[str, str], *, public: bool = False) -> None:
         problems.append("vmargs must bound the JVM heap (-Xmx...)")
     if problems:
         raise ServeError("insecure TorchServe config: " + "; ".join(problems))
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _worker_port() -> int:
@@ -260,7 +253,7 @@ def archive_names(mar: str | os.PathLike) -> list[str]:
     (``colorize_guided``, ``palette``, ``gamut``), else the file's stem."""
     import zipfile
 
-    from chromaflow.serving.guided import ENDPOINTS
+    from chromaflow.export.handler_settings import ENDPOINTS
 
     try:
         with zipfile.ZipFile(mar) as z:

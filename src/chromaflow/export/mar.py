@@ -50,9 +50,15 @@ from typing import Any
 import yaml
 
 import chromaflow
+from chromaflow.export.handler_settings import (
+    ARCHIVE_META,
+    LPIPS_WEIGHTS_FILE,
+    GuidedConfig,
+    LpipsConfig,
+    ServiceConfig,
+)
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.models import read_config, sha256_file
-from chromaflow.serving.service import ARCHIVE_META, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +89,19 @@ def handler_kind(model_name: str) -> HandlerKind:
 
     description = described_models().get(model_name)
     if description is not None and description.handler == "guided":
-        from chromaflow.serving.guided import GuidedConfig
-
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
     return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
 
 
 def lpips_kind() -> HandlerKind:
     """The :class:`HandlerKind` of an LPIPS metric file (``save_lpips``): the lpips handler, name ``lpips``."""
-    from chromaflow.serving.lpips_core import WEIGHTS_FILE, LpipsConfig
-
-    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", WEIGHTS_FILE)
+    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", LPIPS_WEIGHTS_FILE)
 
 
 def _local_config(src: Path) -> tuple[dict[str, Any], HandlerKind]:
     """Config and handler kind of a local weights file: a ``save_lpips`` file (checked by loading it strictly)
     or a ``save_weights`` one; anything else raises ``ValueError`` naming the file."""
-    from chromaflow.serving.lpips_core import lpips_file_config
+    from chromaflow.evaluate.lpips import lpips_file_config
 
     cfg = lpips_file_config(src)  # raises ValueError naming the file when it is not safetensors at all
     if cfg is None:
@@ -235,8 +237,8 @@ def export_mar(
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
         handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
-            siggraph17 model the keys of :class:`chromaflow.serving.guided.GuidedConfig`, for LPIPS those of
-            :class:`chromaflow.serving.lpips_core.LpipsConfig`).
+            siggraph17 model the keys of :class:`chromaflow.export.handler_settings.GuidedConfig`, for LPIPS those of
+            :class:`chromaflow.export.handler_settings.LpipsConfig`).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the input and the reason.
     """

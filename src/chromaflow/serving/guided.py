@@ -38,7 +38,6 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from torch import nn
 from chromaflow import color
 from chromaflow.color.constants import AB_NORM, Q
 from chromaflow.color.palette import PALETTE_K, PALETTE_TEMPERATURE, ab_swatch, suggest_palette
+from chromaflow.export.handler_settings import ENDPOINTS, GuidedConfig
 from chromaflow.models.guided import (  # the maths; re-exported for the endpoints' callers
     GAMUT_EPS,
     GuidedInput,
@@ -71,8 +71,7 @@ from chromaflow.serving.request import (
     shown,
 )
 from chromaflow.serving.response import Response, encode_image
-from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, read_archive_meta
-from chromaflow.settings import from_mapping
+from chromaflow.serving.service import ModelService, read_archive_meta
 
 log = logging.getLogger(__name__)
 
@@ -92,57 +91,9 @@ __all__ = [
     "rgb_hint_ab",
 ]
 
-ENDPOINTS = ("colorize_guided", "palette", "gamut")
 AB_LIMIT = AB_NORM  # accepted |a|, |b| of an ab hint (the network's tanh output range times ab_norm)
 _HINT_KEYS_RGB = frozenset({"x", "y", "r", "g", "b"})
 _HINT_KEYS_AB = frozenset({"x", "y", "a", "b"})
-
-
-@dataclass
-class GuidedConfig:
-    """Handler settings (``handler:`` of ``serving/guided-model-config.yaml``).
-
-    ``size``: side of the square network input (multiple of 8); ``hint_patch``: odd side of the revealed
-    square per hint at model resolution; ``max_hints``: more get 400; ``palette_k`` / ``palette_temperature``:
-    suggested palette; ``swatch_resolution``: side of the gamut swatch; ``endpoint``: ``auto`` (from the
-    TorchServe model name) or one of :data:`ENDPOINTS`; ``num_threads``: torch CPU threads (0: leave);
-    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler).
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    size: int = 256
-    hint_patch: int = 3
-    max_hints: int = 256
-    palette_k: int = PALETTE_K
-    palette_temperature: float = PALETTE_TEMPERATURE
-    swatch_resolution: int = 221
-    endpoint: str = "auto"
-    num_threads: int = 0
-    max_memory_mb: int = 0
-
-    @classmethod
-    def from_mapping(cls, d: Mapping[str, Any] | None) -> GuidedConfig:
-        return from_mapping(cls, d, "guided handler config", cls.problems)
-
-    def problems(self) -> list[str]:
-        cfg, problems = self, []
-        if cfg.max_pixels < 1:
-            problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
-        if cfg.size < 8 or cfg.size % 8:
-            problems.append(f"size must be a positive multiple of 8, got {cfg.size}")
-        if cfg.hint_patch < 1 or cfg.hint_patch % 2 == 0:
-            problems.append(f"hint_patch must be odd and >= 1, got {cfg.hint_patch}")
-        if cfg.max_hints < 0:
-            problems.append(f"max_hints must be >= 0, got {cfg.max_hints}")
-        if not 1 <= cfg.palette_k <= Q:
-            problems.append(f"palette_k must be in [1, {Q}], got {cfg.palette_k}")
-        if not cfg.palette_temperature > 0:
-            problems.append(f"palette_temperature must be > 0, got {cfg.palette_temperature}")
-        if cfg.swatch_resolution < 2:
-            problems.append(f"swatch_resolution must be >= 2, got {cfg.swatch_resolution}")
-        if cfg.endpoint != "auto" and cfg.endpoint not in ENDPOINTS:
-            problems.append(f"endpoint must be auto or one of {ENDPOINTS}, got {cfg.endpoint!r}")
-        return problems
 
 
 def endpoint_for(model_name: str | None) -> str:

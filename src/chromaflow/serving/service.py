@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import chromaflow
+from chromaflow.export.handler_settings import ARCHIVE_META, DEFAULT_MAX_PIXELS, ServiceConfig
 from chromaflow.models.inference import colorize_batch, pick_device
 from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import (
@@ -35,40 +36,18 @@ from chromaflow.serving.request import (
     parse_options,
 )
 from chromaflow.serving.response import Response, image_response
-from chromaflow.settings import from_mapping
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ARCHIVE_META", "ColorizeService", "ModelService", "ServiceConfig", "colorize_batch", "pick_device"]
-
-ARCHIVE_META = "chromaflow_model.json"  # inside a .mar: weights file name, sha256, config, lineage
-DEFAULT_MAX_PIXELS = 12_000_000  # ~ 4240 x 2830; larger images get 413
-
-
-@dataclass
-class ServiceConfig:
-    """Handler settings (the ``handler:`` section of ``serving/model-config.yaml``).
-
-    ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
-    ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave);
-    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler,
-    :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    size: int = 256
-    method: str = "annealed_mean"
-    num_threads: int = 0
-    max_memory_mb: int = 0
-
-    @classmethod
-    def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
-        return from_mapping(cls, d, "handler config", cls.problems)
-
-    def problems(self) -> list[str]:
-        if self.max_pixels < 1 or self.size < 8:
-            return [f"max_pixels must be >= 1 and size >= 8, got {self}"]
-        return []
+__all__ = [
+    "ARCHIVE_META",
+    "DEFAULT_MAX_PIXELS",
+    "ColorizeService",
+    "ModelService",
+    "ServiceConfig",
+    "colorize_batch",
+    "pick_device",
+]
 
 
 def read_archive_meta(model_dir: str | os.PathLike, who: str, *, required: bool = True) -> dict[str, Any]:

@@ -91,8 +91,8 @@ def read_weights_config(path: str | os.PathLike) -> dict[str, Any]:
     """The config of a weights file: a ``save_weights`` file's own, or for a ``save_lpips`` file (no
     ``chromaflow.config``; ``chromaflow.models.read_config`` refuses it) ``{"name": "lpips", "kwargs": <its
     stored LPIPS config>, "contract": None}``. Reads headers only; ``ValueError`` naming ``path`` otherwise."""
+    from chromaflow.evaluate.lpips import lpips_file_config
     from chromaflow.models import read_config
-    from chromaflow.serving.lpips_core import lpips_file_config
 
     lp = lpips_file_config(path)  # None for a file without the save_lpips metadata
     if lp is not None:
