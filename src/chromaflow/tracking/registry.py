@@ -5,21 +5,11 @@
     model, info = load_registered("models:/chromaflow-colorization@champion")
 
 The MLflow model is a pyfunc built from code (``pyfunc_model.py``; nothing is cloudpickled) with the
-safetensors weights as its ``weights`` artifact, a signature and an input example chosen by the weights'
-*kind*, and the model config (+ Lab contract) in its metadata. The kind comes from the config name stored in
-the weights, through that model's description (``chromaflow.models.describe``; :func:`kinds`)::
+safetensors weights as its ``weights`` artifact; its kind, signature, input example and served size come from
+the model's description (``chromaflow.models.describe``; docs/architecture.md). LPIPS files (``save_lpips``,
+``lpips_2afc``) are the one kind without a description yet: uint8 ``(N, 2, H, W, 3)`` pairs -> float32 ``(N,)``.
 
-    config name            kind             pyfunc input                    -> output
-    eccv16                 colorization     uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3) colorized
-    siggraph17             guided           uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3), automatic
-                                            (no local or global hints: the serving no-hint path)
-    lpips (save_lpips),    lpips            uint8 (N, 2, H, W, 3) pairs     -> float32 (N,) LPIPS distances
-    lpips_2afc (train)
-    splitbrain             representation   uint8 (N, H, W, 3) RGB          -> float32 (N, D) conv5 features,
-                                            resized to the model's input_size, towers concatenated
-                                            (Eq. 5.3), global-average-pooled; D = conv5 channels
-
-Any other config name is refused at registration (``ValueError`` naming the file and the name). The
+Any model without a description is refused at registration (``ValueError`` naming the file and the name). The
 version carries the lineage tags, ``chromaflow.weights_sha256``, ``chromaflow.kind``, ``metric.<name>`` and
 ``chromaflow.eval_set``.
 """
