@@ -36,263 +36,22 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from chromaflow import tracking
+from chromaflow.evaluate.features import LAYERS, TARGET_DIM, Extractor, extract, load_extractor, probe_subset
+from chromaflow.evaluate.probe import DEFAULT_WD, select_and_fit
 from chromaflow.io import atomic_path, read_json, write_json, write_text
-from chromaflow.logs import progress
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-TARGET_DIM = 9216  # thesis: 9,600 (conv1, 3, 4) / 9,216 (conv2, 5)
-DEFAULT_WD = (1e-3, 1e-2, 1e-1)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SQUEEZE_TAPS = {1: "conv1", 4: "conv2", 7: "conv3", 10: "conv4", 12: "conv5"}  # features[i] output -> column
 
-
-# ------------------------------------------------------------------------------------------ the probe
-
-
-@dataclass
-class LinearProbe:
-    """Multinomial logistic regression on standardized features: ``logits = ((x - mean) / std) @ W.T + b``."""
-
-    weight: torch.Tensor  # (K, D)
-    bias: torch.Tensor  # (K,)
-    mean: torch.Tensor  # (D,)
-    std: torch.Tensor  # (D,)
-    wd: float
-    iterations: int
-
-    def logits(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(x).to(self.weight.device, torch.float32)
-        return ((x - self.mean) / self.std) @ self.weight.T + self.bias
-
-    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        return self.logits(x).argmax(1)
-
-    def score(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
-        """Top-1 accuracy in [0, 1]."""
-        y = torch.as_tensor(y, device=self.weight.device)
-        return float((self.predict(x) == y).float().mean())
-
-
-def _check_xy(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
-        raise ValueError(
-            f"linear probe: expected x (N, D) and y (N,) with N >= 1, got {tuple(x.shape)}, {tuple(y.shape)}"
-        )
-    if y.dtype.is_floating_point or bool((y < 0).any()):
-        raise ValueError("linear probe: y must hold non-negative integer class indices")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("linear probe: x contains NaN or infinite values")
-    return x, y.long()
-
-
-def fit_linear_probe(
-    x: torch.Tensor | np.ndarray,
-    y: torch.Tensor | np.ndarray,
-    n_classes: int | None = None,
-    *,
-    wd: float = 1e-2,
-    max_iter: int = 200,
-    device: str | torch.device | None = None,
-) -> LinearProbe:
-    """Fit one multinomial logistic-regression layer by full-batch L-BFGS.
-
-    Args:
-        x: features ``(N, D)`` (any float dtype; computed in float32), y: class indices ``(N,)`` in [0, K).
-        n_classes: K (default ``y.max() + 1``).
-        wd: L2 penalty on W (not b): minimizes ``mean_i CE_i + wd/2 ||W||^2``.
-        max_iter: L-BFGS iterations (strong-Wolfe line search; stops earlier at gradient tolerance).
-    """
-    x, y = _check_xy(x, y)
-    dev = torch.device(device) if device else torch.device("cpu")
-    k = int(n_classes if n_classes is not None else int(y.max()) + 1)
-    if k < 2 or int(y.max()) >= k:
-        raise ValueError(
-            f"linear probe: need >= 2 classes and labels below n_classes, got K={k}, max label {int(y.max())}"
-        )
-    x = x.to(dev, torch.float32)
-    y = y.to(dev)
-    mean = x.mean(0)
-    std = x.std(0, unbiased=False)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # constant (e.g. dead ReLU) dims stay 0
-    xs = (x - mean) / std
-    w = torch.zeros(k, x.shape[1], device=dev, requires_grad=True)
-    b = torch.zeros(k, device=dev, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-6, tolerance_change=1e-10)  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(xs @ w.T + b, y) + 0.5 * wd * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    iters = int(opt.state[opt._params[0]].get("n_iter", 0))
-    return LinearProbe(w.detach(), b.detach(), mean, std, wd=float(wd), iterations=iters)
-
-
-def select_and_fit(
-    x: torch.Tensor | np.ndarray,
-    y: torch.Tensor | np.ndarray,
-    n_classes: int,
-    *,
-    wds: Sequence[float] = DEFAULT_WD,
-    holdout: float = 0.2,
-    max_iter: int = 200,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> LinearProbe:
-    """Pick ``wd`` by accuracy on a stratified-by-chance held-out ``holdout`` share of ``(x, y)`` (ties: larger
-    ``wd``), then refit on all of it. One ``wd``: fit directly."""
-    x, y = _check_xy(x, y)
-    wds = sorted(set(float(v) for v in wds))
-    if not wds or min(wds) < 0:
-        raise ValueError(f"linear probe: wd values must be >= 0, got {wds}")
-    if len(wds) > 1:
-        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-        n_hold = max(1, int(round(holdout * len(y))))
-        hold, fit = perm[:n_hold], perm[n_hold:]
-        scores = {}
-        for v in wds:
-            p = fit_linear_probe(x[fit], y[fit], n_classes, wd=v, max_iter=max_iter, device=device)
-            scores[v] = p.score(x[hold], y[hold])
-        best = max(scores.values())
-        chosen = max(v for v, s in scores.items() if s == best)
-        log.debug("probe wd selection %s -> %g", scores, chosen)
-    else:
-        chosen = wds[0]
-    return fit_linear_probe(x, y, n_classes, wd=chosen, max_iter=max_iter, device=device)
-
-
-# -------------------------------------------------------------------------------------- extractors
-
-
-@dataclass
-class Extractor:
-    """A frozen network as ``fn(rgb uint8 (B, 3, S, S) on device) -> {conv1..conv5: (B, C, h, w)}``."""
-
-    fn: Callable[[torch.Tensor], dict[str, torch.Tensor]]
-    key: str  # identifies the weights (sha256 of the file, or the random spec + seed)
-    kind: str
-
-
-def _squeezenet_fn(model: torch.nn.Module, size: int) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    def fn(rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = rgb.float() / 255.0
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        mean = x.new_tensor(IMAGENET_MEAN)[:, None, None]
-        std = x.new_tensor(IMAGENET_STD)[:, None, None]
-        x = (x - mean) / std
-        out = {}
-        for i, layer in enumerate(model.features[: max(SQUEEZE_TAPS) + 1]):
-            x = layer(x)
-            if i in SQUEEZE_TAPS:
-                out[SQUEEZE_TAPS[i]] = x
-        return out
-
-    return fn
-
-
-def _parse_kwargs(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in filter(None, text.split(",")):
-        if "=" not in part:
-            raise ValueError(f"--model random spec: expected k=v, got {part!r}")
-        k, v = part.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v.strip()
-    return out
-
-
-def load_extractor(spec: str, *, device: torch.device, seed: int = 0, reference_size: int = 128) -> Extractor:
-    """Build the frozen extractor of a model ``spec`` (see the module docstring)."""
-    from chromaflow.models import create_model, described_models, load_weights, sha256_file
-
-    if spec.startswith("random:"):
-        name, _, kw = spec[len("random:") :].partition(":")
-        torch.manual_seed(seed)
-        model = create_model(name, **_parse_kwargs(kw))
-        key = hashlib.sha256(f"{spec}|seed={seed}".encode()).hexdigest()
-    elif spec.startswith("squeezenet1_1:"):
-        import torchvision
-
-        path = spec.split(":", 1)[1]
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--model {spec}: {path} does not exist")
-        model = torchvision.models.squeezenet1_1()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-        key = sha256_file(path) + f"|size={reference_size}"
-        return Extractor(_squeezenet_fn(model.to(device).eval(), reference_size), key, "squeezenet1_1")
-    else:
-        if not Path(spec).is_file():
-            raise FileNotFoundError(
-                f"--model: {spec} does not exist (a .safetensors file, random:NAME or squeezenet1_1:PATH)"
-            )
-        model = load_weights(spec)
-        key = sha256_file(spec)
-    name = model.config["name"]
-    layered = {n: d for n, d in described_models().items() if d.forward_features and d.feature_layers == LAYERS}
-    if name not in layered:
-        raise ValueError(
-            f"--model {spec}: no named conv1..conv5 layers known for model {name!r} (known: {sorted(layered)})"
-        )
-    model = model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    features = layered[name].forward_features
-    return Extractor(lambda rgb: features(model, rgb), key, name)
-
-
-def resized_side(channels: int, side: int, target_dim: int = TARGET_DIM) -> int:
-    """``X_d`` of Table 5.3: the side giving ``X_d^2 C ~ target_dim``, never above the map's own ``side``."""
-    return max(1, min(side, round(math.sqrt(target_dim / channels))))
-
-
-def resize_features(fmap: torch.Tensor, target_dim: int = TARGET_DIM) -> torch.Tensor:
-    """``(B, C, h, w)`` -> ``(B, C * X_d^2)`` by anti-aliased bilinear resizing to ``X_d x X_d`` (see
-    :func:`resized_side`; non-square maps use their smaller side)."""
-    if fmap.ndim != 4:
-        raise ValueError(f"resize_features: expected (B, C, h, w), got {tuple(fmap.shape)}")
-    side = resized_side(fmap.shape[1], min(fmap.shape[-2:]), target_dim)
-    if fmap.shape[-2:] != (side, side):
-        fmap = F.interpolate(fmap.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-    return fmap.flatten(1)
-
-
-# ------------------------------------------------------------------------------------------- data
-
-
-def probe_subset(ds: Any, classes: Sequence[str], per_class: int | None) -> list[int]:
-    """Indices of ``ds`` (has ``ids`` and ``label_of``) with a label in ``classes``: at most ``per_class`` per
-    class, the first by sorted id (deterministic)."""
-    keep = set(classes)
-    order = sorted((i for i, lab in enumerate(ds.label_of) if lab in keep), key=lambda i: ds.ids[i])
-    counts: dict[str, int] = {}
-    out = []
-    for i in order:
-        lab = ds.label_of[i]
-        if per_class is None or counts.get(lab, 0) < per_class:
-            counts[lab] = counts.get(lab, 0) + 1
-            out.append(i)
-    return out
+# ------------------------------------------------------------------------------------------- feature cache
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -301,20 +60,6 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 @torch.no_grad()
-def extract(
-    ex: Extractor, ds: Any, idx: Sequence[int], *, batch_size: int, target_dim: int, device: torch.device, desc: str
-) -> dict[str, np.ndarray]:
-    """float16 ``(N, D_l)`` features per layer for items ``idx`` of ``ds``."""
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in LAYERS}
-    starts = range(0, len(idx), batch_size)
-    for s in progress(starts, total=len(starts), desc=desc):
-        rgb = torch.stack([ds[i]["rgb"] for i in idx[s : s + batch_size]]).to(device)
-        feats = ex.fn(rgb)
-        for name in LAYERS:
-            chunks[name].append(resize_features(feats[name].float(), target_dim).cpu().numpy().astype(np.float16))
-    return {name: np.concatenate(c) for name, c in chunks.items()}
-
-
 def cached_features(
     ex: Extractor, label: str, sets: Mapping[str, tuple[Any, list[int]]], root: Path, settings_key: str,
     labels: Mapping[str, np.ndarray], **kw: Any,
