@@ -39,6 +39,7 @@ test-browser: install browser
 lint: install
 	$(BIN)/ruff check src tests bench components pipelines serving
 	$(BIN)/ruff format --check src tests bench components pipelines serving
+	PYTHONPATH=src $(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
 demo: install

@@ -37,7 +37,7 @@ def main() -> int:
 
     from chromaflow.color import lab_to_rgb, rgb_to_lab
     from chromaflow.data import ShardDataset
-    from chromaflow.evaluate.colorization import _to_uint8 as to_uint8
+    from chromaflow.evaluate.eval_set import to_uint8
     from chromaflow.evaluate.metrics import colorfulness_m3, psnr
     from chromaflow.models import colorize
     from chromaflow.models.shipped import load_shipped

@@ -4,7 +4,7 @@
         [--layer conv3] [--wd 1e-2] [--max-iter 200] [--threads 1]
 
 Anchor: ``sklearn.linear_model.LogisticRegression(C=1/(wd N), solver="lbfgs")`` (multinomial) on the same
-standardized float32 features: the same objective as ``chromaflow.evaluate.transfer.fit_linear_probe``
+standardized float32 features: the same objective as ``chromaflow.evaluate.probe.fit_linear_probe``
 (``mean CE + wd/2 ||W||^2``, bias unpenalized). Prints fit time of each, the ratio, val top-1 of each and
 their difference (expected within 1 point), and the objective value each reached. Both run with the same
 number of threads (``--threads``, default 1: the machine is shared). Without ``--features`` it uses
@@ -51,7 +51,7 @@ def main() -> None:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from chromaflow.evaluate.transfer import fit_linear_probe
+    from chromaflow.evaluate.probe import fit_linear_probe
 
     torch.set_num_threads(a.threads)
     x, y, xv, yv = _load(Path(a.features), a.layer) if a.features else _synthetic()

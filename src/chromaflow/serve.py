@@ -32,7 +32,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from chromaflow.gateway.server import free_port
 from chromaflow.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,6 @@ def check_secure(props: dict[str, str], *, public: bool = False) -> None:
         problems.append("vmargs must bound the JVM heap (-Xmx...)")
     if problems:
         raise ServeError("insecure TorchServe config: " + "; ".join(problems))
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _worker_port() -> int:
@@ -260,7 +253,7 @@ def archive_names(mar: str | os.PathLike) -> list[str]:
     (``colorize_guided``, ``palette``, ``gamut``), else the file's stem."""
     import zipfile
 
-    from chromaflow.serving.guided import ENDPOINTS
+    from chromaflow.export.handler_settings import ENDPOINTS
 
     try:
         with zipfile.ZipFile(mar) as z:
@@ -498,22 +491,24 @@ def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]
     return out
 
 
-SHIPPED_NAMES = {"colorization": "colorize", "guided": None}  # shipped model -> name in URLs (None: export's default)
-
-
 def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
-    """Export the models shipped in ``weights/`` (hash-checked against their cards) to ``.mar`` archives."""
+    """Export the servable models shipped in ``weights/`` (hash-checked against their cards; servable: their
+    description names a TorchServe handler) to ``.mar`` archives under their kind's default name."""
     from chromaflow.export.mar import export_mar
-    from chromaflow.models.shipped import shipped_weights
+    from chromaflow.models import described_models, read_config
+    from chromaflow.models.shipped import shipped_names, shipped_weights
 
     out = []
-    for shipped, url_name in SHIPPED_NAMES.items():
+    for shipped in shipped_names():
         try:
             weights, card = shipped_weights(shipped)
         except FileNotFoundError as e:
             log.warning("serve: %s", e)
             continue
-        out.append((None, export_mar(weights, out_dir, name=url_name, version=card["sha256"][:12])))
+        description = described_models().get(read_config(weights)["name"])
+        if description is None or description.handler is None:
+            continue
+        out.append((None, export_mar(weights, out_dir, version=card["sha256"][:12])))
     if not out:
         raise SystemExit("chromaflow serve: no --mar given and no shipped model in weights/")
     return out

@@ -14,8 +14,8 @@ from torch.utils.data import Dataset
 
 from chromaflow import color
 from chromaflow.color.constants import LAB_CONTRACT, Q
-from chromaflow.models import create_model, list_models, load_weights, save_weights
-from chromaflow.models.squeeze_colorizer import DESCRIPTION, IMAGENET_MEAN, IMAGENET_STD, SqueezeColorizer, load_trunk
+from chromaflow.models import create_model, describe, list_models, load_weights, save_weights
+from chromaflow.models.squeeze_colorizer import IMAGENET_MEAN, IMAGENET_STD, SqueezeColorizer, load_trunk
 from chromaflow.train.tasks.colorization import ColorizationTask
 
 TRUNK = "squeezenet1_1/squeezenet1_1_caffe_folded_torchvision_norm_tvkeys.pth"
@@ -48,7 +48,8 @@ def test_registered_with_config_and_description():
         "kwargs": {"width": 0.5, "head": "class"},
         "contract": LAB_CONTRACT,
     }
-    assert DESCRIPTION["kind"] == "colorization" and DESCRIPTION["served_size"] >= 128
+    d = describe("squeeze_colorizer")
+    assert d.kind == "colorization" and d.served_size >= 128 and d.handler == "colorize"
     with pytest.raises(ValueError, match="width must be > 0"):
         create_model("squeeze_colorizer", width=0)
     with pytest.raises(ValueError, match="head must be one of"):

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import torch
 
+from chromaflow.export.ship import ship
 from chromaflow.io import write_json
 from chromaflow.models import create_model, save_weights
 from chromaflow.models import shipped as S
@@ -31,7 +32,7 @@ def train_dir(tmp_path):
 def test_ship_writes_fp16_weights_and_a_card(train_dir, tmp_path, monkeypatch):
     d, data = train_dir
     root = tmp_path / "weights"
-    c = S.ship("tiny", d, None, data=data, command=["chromaflow train --task colorization ..."], out_root=root)
+    c = ship("tiny", d, None, data=data, command=["chromaflow train --task colorization ..."], out_root=root)
     f = root / "tiny" / S.WEIGHTS_FILE
     assert c["sha256"] == S.sha256_file(f) and c["bytes"] == f.stat().st_size and c["dtype"] == "float16"
     assert json.loads((root / "tiny" / S.CARD_JSON).read_text())["sha256"] == c["sha256"]
@@ -51,7 +52,7 @@ def test_ship_a_training_continued_in_segments(train_dir, tmp_path):
     save_weights(later, d2 / "model.safetensors")
     write_json(d2 / "metrics.json", {"step": 5, "final_loss": 1.25, "val_loss": 1.1, "wall_s": 120.0})
     root = tmp_path / "weights"
-    c = S.ship("tiny", [d, d2], None, data=data, command=[], out_root=root)
+    c = ship("tiny", [d, d2], None, data=data, command=[], out_root=root)
     assert [s["dir"] for s in c["segments"]] == [str(d), str(d2)] and c["train"]["step"] == 5
     shipped = S.load_weights(root / "tiny" / S.WEIGHTS_FILE)  # the last segment's weights, in fp16
     torch.testing.assert_close(shipped.state_dict(), later.half().float().state_dict())
@@ -59,14 +60,14 @@ def test_ship_a_training_continued_in_segments(train_dir, tmp_path):
     assert "8 steps in 2 segments, final loss 1.250, 3 min" in md  # 3 + 5 steps, 60 + 120 s
     assert f"| 2 | `{d2}` | 5 | - | 1.250 | 1.100 | 2 |" in md
     with pytest.raises(FileNotFoundError, match="no-such"):
-        S.ship("tiny", [d, tmp_path / "no-such"], None, data=data, command=[], out_root=root)
+        ship("tiny", [d, tmp_path / "no-such"], None, data=data, command=[], out_root=root)
 
 
 def test_reproduce_script_runs_the_card_commands_in_order(train_dir, tmp_path):
     """reproduce.sh: executable, runs the recorded commands in order, stops at the first that fails."""
     d, data = train_dir
     root = tmp_path / "weights"
-    S.ship("tiny", d, None, data=data, command=["echo one > log.txt", "echo two >> log.txt"], out_root=root)
+    ship("tiny", d, None, data=data, command=["echo one > log.txt", "echo two >> log.txt"], out_root=root)
     script = root / "tiny" / S.REPRODUCE_SH
     assert script.stat().st_mode & 0o111
     assert f"`bash {script}`" in (root / "tiny" / S.CARD_MD).read_text()
@@ -74,7 +75,7 @@ def test_reproduce_script_runs_the_card_commands_in_order(train_dir, tmp_path):
     work.mkdir()
     assert subprocess.run([str(script)], cwd=work).returncode == 0
     assert (work / "log.txt").read_text() == "one\ntwo\n"
-    S.ship("tiny", d, None, data=data, command=["echo one > log.txt", "false", "echo two >> log.txt"], out_root=root)
+    ship("tiny", d, None, data=data, command=["echo one > log.txt", "false", "echo two >> log.txt"], out_root=root)
     assert subprocess.run(["bash", str(script)], cwd=work).returncode != 0
     assert (work / "log.txt").read_text() == "one\n"
 
@@ -85,19 +86,19 @@ def test_ship_records_every_training_data_folder(train_dir, tmp_path):
     extra = tmp_path / "extra"
     write_json(extra / "manifest.json", {"fingerprint": "def"})
     root = tmp_path / "weights"
-    c = S.ship("tiny", d, None, data=[data, extra], command=[], out_root=root)
+    c = ship("tiny", d, None, data=[data, extra], command=[], out_root=root)
     parts = [hashlib.md5(f"manifest:{fp}".encode()).hexdigest() for fp in ("abc", "def")]
     assert c["data"] == [str(data), str(extra)]
     assert c["data_hash"] == hashlib.md5("".join(parts).encode()).hexdigest()
     assert f"`{data}` + `{extra}` (data hash `{c['data_hash']}`)" in (root / "tiny" / S.CARD_MD).read_text()
-    one = S.ship("tiny", d, None, data=[data], command=[], out_root=root)  # one folder: as without a list
+    one = ship("tiny", d, None, data=[data], command=[], out_root=root)  # one folder: as without a list
     assert one["data"] == str(data) and one["data_hash"] == parts[0]
 
 
 def test_tampered_or_missing_shipped_model_is_refused(train_dir, tmp_path, monkeypatch):
     d, data = train_dir
     root = tmp_path / "weights"
-    S.ship("tiny", d, None, data=data, command=[], out_root=root)
+    ship("tiny", d, None, data=data, command=[], out_root=root)
     monkeypatch.setenv("CHROMAFLOW_WEIGHTS", str(root))
     f = root / "tiny" / S.WEIGHTS_FILE
     raw = bytearray(f.read_bytes())
@@ -114,7 +115,7 @@ def test_too_large_model_is_not_shipped(tmp_path):
     save_weights(create_model("eccv16", width=0.75), d / "model.safetensors")  # ~18M params: 36 MB in fp16
     write_json(d / "metrics.json", {"step": 1})
     with pytest.raises(ValueError, match="exceeds"):
-        S.ship("big", d, None, data=d, command=[], out_root=tmp_path / "w")
+        ship("big", d, None, data=d, command=[], out_root=tmp_path / "w")
     assert not (tmp_path / "w" / "big" / S.WEIGHTS_FILE).exists()
 
 

@@ -165,7 +165,9 @@ def test_evaluate_guided_auto_row_sees_the_same_input_side(guided_weights, tmp_p
     """The automatic network's 0-point row is measured at --size, like the guided network beside it."""
     import torch
 
-    from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, load_eval_items
+    from chromaflow.evaluate.eval_set import load_eval_items
+    from chromaflow.evaluate.eval_set import load_rgb as _load_rgb
+    from chromaflow.evaluate.eval_set import to_uint8 as _to_uint8
     from chromaflow.evaluate.guided import psnr_sweep
     from chromaflow.evaluate.metrics import psnr
     from chromaflow.models import colorize, create_model, save_weights
@@ -190,7 +192,8 @@ def test_evaluate_guided_feeds_the_revealed_patches_to_the_network(guided_weight
     import torch
     from skimage.color import rgb2lab
 
-    from chromaflow.evaluate.colorization import _load_rgb, load_eval_items
+    from chromaflow.evaluate.eval_set import load_eval_items
+    from chromaflow.evaluate.eval_set import load_rgb as _load_rgb
     from chromaflow.evaluate.guided import psnr_sweep
     from chromaflow.models.siggraph17 import SIGGRAPH17
 

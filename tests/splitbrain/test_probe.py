@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from chromaflow.evaluate.transfer import (
-    fit_linear_probe,
-    resize_features,
-    resized_side,
-    select_and_fit,
-)
+from chromaflow.evaluate.features import resize_features, resized_side
+from chromaflow.evaluate.probe import fit_linear_probe, select_and_fit
 
 
 def _blobs(n_per: int, k: int, d: int, sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

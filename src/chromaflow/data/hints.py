@@ -21,6 +21,7 @@ number of points of one image is capped at :data:`MAX_POINTS` so that shapes are
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,26 @@ def patch_means(
     y1, x1 = y + size, x + size
     total = s[b, :, y1, x1] - s[b, :, y, x1] - s[b, :, y1, x] + s[b, :, y, x]
     return (total / (size * size).unsqueeze(1)).to(ab.dtype)
+
+
+def paint_squares(
+    hint: torch.Tensor,
+    mask: torch.Tensor,
+    corners: Sequence[tuple[int, int]],
+    side: int,
+    values: Sequence[torch.Tensor],
+) -> None:
+    """Paint hints in place, one square after another (later squares overwrite earlier ones).
+
+    Args:
+        hint: ``(..., 2, H, W)`` ab planes; mask: ``(..., 1, H, W)``.
+        corners: per square its top-left ``(y, x)``; a negative one is clipped at the border (so is the far side).
+        values: per square its ab ``(2,)``, written over the square; the mask gets 1 there.
+    """
+    for (y, x), v in zip(corners, values, strict=True):
+        ys, xs = slice(max(0, y), y + side), slice(max(0, x), x + side)
+        hint[..., ys, xs] = v[:, None, None]
+        mask[..., ys, xs] = 1.0
 
 
 def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

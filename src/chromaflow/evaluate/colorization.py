@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
-import io
 import json
 import logging
 import math
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,133 +35,19 @@ import torch.nn.functional as F
 
 from chromaflow.color.constants import T_ANNEAL
 from chromaflow.evaluate import metrics as M
-from chromaflow.evaluate import report as R
+from chromaflow.evaluate.colorization_report import html_report, markdown_report
+from chromaflow.evaluate.eval_set import eval_set_fingerprint, load_eval_items, load_rgb, to_uint8
 from chromaflow.io import read_json, write_json, write_text
 from chromaflow.logs import progress
+from chromaflow.models.inference import pick_device
 
 log = logging.getLogger(__name__)
 
 T_SWEEP = (1.0, 0.77, 0.58, 0.38, 0.29, 0.14, 0.0)  # thesis Fig. 2.4; T = 0 means the mode
 BASELINES = ("ground_truth", "gray", "random")
 BASELINE_NAMES = {"ground_truth": "Ground truth", "gray": "Gray", "random": "Random"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-GRAY_TOLERANCE = 2  # an RGB image whose channels differ by <= this everywhere counts as grayscale
 # Thesis Table 2.1 (ImageNet val 10k, VGG-16 top-1) for reference beside our numbers.
-THESIS_TABLE = {
-    "Ground truth": (100.0, 100.0, 68.3),
-    "Gray": (89.1, 58.0, 52.7),
-    "Random": (84.2, 57.3, 41.0),
-    "Ours (L2)": (91.2, 64.4, 54.9),
-    "Ours (class)": (91.6, 65.1, 56.6),
-    "Ours (full)": (89.5, 67.3, 56.0),
-}
 _VERSION = 1  # bump when the protocol changes (invalidates up-to-date checks)
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class _Item:
-    id: str
-    label: str | None
-    source: Callable[[], Any]  # returns a path or a file-like object PIL can open
-
-
-def _index_shards(root: Path, split: str, excluded: list[dict]) -> list[_Item]:
-    import pyarrow.parquet as pq
-
-    shards = sorted((root / "shards").glob(f"{split}-*.parquet"))
-    if not shards:
-        raise FileNotFoundError(f"data {root}: no shards/{split}-*.parquet (is split {split!r} prepared?)")
-    items: list[_Item] = []
-    for shard in shards:
-        table = pq.read_table(shard, columns=["id", "label", "has_color", "image"])
-        ids, labels = table.column("id").to_pylist(), table.column("label").to_pylist()
-        colors, images = table.column("has_color").to_pylist(), table.column("image").to_pylist()
-        for id_, label, has_color, data in zip(ids, labels, colors, images, strict=True):
-            if not has_color:
-                excluded.append({"id": id_, "reason": "grayscale (no colour ground truth)"})
-                continue
-            items.append(_Item(id_, label, lambda d=data: io.BytesIO(d)))
-    return items
-
-
-def _index_folder(root: Path) -> list[_Item]:
-    items = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            rel = p.relative_to(root).as_posix()
-            label = p.parent.name if p.parent != root else None
-            items.append(_Item(rel, label, lambda p=p: p))
-    if not items:
-        raise FileNotFoundError(f"data {root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    return items
-
-
-def _load_rgb(item: _Item, size: int) -> torch.Tensor:
-    """Decode, resize the short side to ``size`` (bicubic), centre-crop: uint8 ``(3, size, size)``.
-
-    Raises ValueError for grayscale images (nothing to compare colours with)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(item.source()) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
-            raise ValueError("grayscale (no colour ground truth)")
-        im = im.convert("RGB")
-        w, h = im.size
-        s = size / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    spread = int((a.max(axis=2).astype(np.int16) - a.min(axis=2)).max())
-    if spread <= GRAY_TOLERANCE:
-        raise ValueError("grayscale (no colour ground truth)")
-    return torch.from_numpy(a.copy()).permute(2, 0, 1)
-
-
-def load_eval_items(
-    data: str | os.PathLike, *, split: str = "val", size: int = 256, max_images: int | None = None, seed: int = 0
-) -> tuple[list[_Item], list[dict]]:
-    """The evaluation set: (items sorted by id, excluded ``[{id, reason}]``).
-
-    ``data`` is a prepared dir (``shards/<split>-*.parquet``) or a folder of images (recursive; ``split`` is
-    ignored). With ``max_images``, a seeded random subset of that many candidates is taken before decoding.
-    Every kept item decodes to a colour image at ``size``; the others are listed in ``excluded``.
-    """
-    root = Path(data)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data {root}: not a directory")
-    excluded: list[dict] = []
-    prepared = (root / "shards").is_dir() or (root / "manifest.json").is_file()
-    items = _index_shards(root, split, excluded) if prepared else _index_folder(root)
-    items.sort(key=lambda it: it.id)
-    dup = len(items) - len({it.id for it in items})
-    if dup:
-        raise ValueError(f"data {root}: {dup} duplicate image ids")
-    if max_images is not None and max_images < len(items):
-        if max_images < 1:
-            raise ValueError(f"max_images must be >= 1, got {max_images}")
-        keep = set(random.Random(seed).sample(range(len(items)), max_images))
-        items = [it for i, it in enumerate(items) if i in keep]
-    good = []
-    for it in items:
-        try:
-            _load_rgb(it, size)
-        except Exception as e:  # noqa: BLE001 - every rejected record is listed with its reason
-            excluded.append({"id": it.id, "reason": str(e) or type(e).__name__})
-            continue
-        good.append(it)
-    if excluded:
-        log.warning("%d images excluded (listed in metrics.json 'excluded')", len(excluded))
-    return good, excluded
-
-
-def eval_set_fingerprint(ids: Sequence[str]) -> str:
-    """sha256 of the sorted image ids, one per line: identifies the evaluation set."""
-    return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -219,26 +103,12 @@ class _LogitsCache(torch.nn.Module):
         return self._out
 
 
-def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    return (rgb.clamp(0, 1) * 255.0).round().to(torch.uint8)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -350,7 +220,7 @@ def evaluate_colorization(
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
     models = parse_weights(weights)
-    dev = _pick_device(device)
+    dev = pick_device(device)
 
     items, excluded = load_eval_items(data, split=split, size=size, max_images=max_images, seed=seed)
     if not items:
@@ -432,7 +302,7 @@ def evaluate_colorization(
 
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     for idx in progress(batches, total=len(batches), desc="evaluate colorization"):
-        gt = torch.stack([_load_rgb(items[i], size) for i in idx]).to(dev)  # (B, 3, S, S) uint8
+        gt = torch.stack([load_rgb(items[i], size) for i in idx]).to(dev)  # (B, 3, S, S) uint8
         lab = rgb_to_lab(gt)
         L, gt_ab = lab[:, :1], lab[:, 1:]
         pw = M.pixel_class_weights(gt_ab, class_w)
@@ -443,17 +313,17 @@ def evaluate_colorization(
         if "Ground truth" in accs:
             outs["Ground truth"] = gt
         if "Gray" in accs:
-            outs["Gray"] = _to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
+            outs["Gray"] = to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
         if "Random" in accs:
-            donor = torch.stack([_load_rgb(items[donor_of[i]], size) for i in idx]).to(dev)
+            donor = torch.stack([load_rgb(items[donor_of[i]], size) for i in idx]).to(dev)
             d_ab = rgb_to_lab(donor)[:, 1:]
             if d_ab.shape[-2:] != gt_ab.shape[-2:]:  # resized to fit
                 d_ab = F.interpolate(d_ab, size=gt_ab.shape[-2:], mode="bilinear", align_corners=False)
-            outs["Random"] = _to_uint8(lab_to_rgb(torch.cat([L, d_ab], 1)))
+            outs["Random"] = to_uint8(lab_to_rgb(torch.cat([L, d_ab], 1)))
         sweep_out: dict[float, torch.Tensor] = {}
         for k, (name, model) in enumerate(loaded):
             t, meth = main_key
-            outs[name] = _to_uint8(colorize(model, gt, T=t, method=meth, size=size))
+            outs[name] = to_uint8(colorize(model, gt, T=t, method=meth, size=size))
             if k == 0 and sweep_ok:
                 if model._out is not None and model._out.shape[1] == 2:
                     log.warning("T-sweep skipped: %s has a regression head (no distribution to anneal)", name)
@@ -463,7 +333,7 @@ def evaluate_colorization(
                     key = decode_of(t_s)
                     same = key == main_key
                     sweep_out[t_s] = (
-                        outs[name] if same else _to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size))
+                        outs[name] if same else to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size))
                     )
         for name, o in outs.items():
             accs[name].update(o, gt, gt_ab, pw, clf, targets)
@@ -472,7 +342,7 @@ def evaluate_colorization(
         if len(shown["Input (L)"]) < gallery:
             gray = outs.get("Gray")
             if gray is None:
-                gray = _to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
+                gray = to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
         for j in range(len(idx)):
             if len(shown["Input (L)"]) < gallery:
                 shown["Input (L)"].append(gray[j].cpu())
@@ -500,135 +370,11 @@ def evaluate_colorization(
         result["primary"] = models[0][0]
         result.update({k: v for k, v in primary.items() if v is not None})
     result = _json_safe(result)
-    write_text(out / "report.md", _markdown(result, rows_order))
-    write_text(out / "report.html", _html(result, rows_order, shown, sweep_shown))
+    write_text(out / "report.md", markdown_report(result, rows_order))
+    write_text(out / "report.html", html_report(result, rows_order, shown, sweep_shown))
     write_json(done, result)  # last: its presence means the step finished
     log.info("evaluate: wrote %s (%d images)", out, len(items))
     return result
-
-
-# --------------------------------------------------------------------------------------------- reports
-
-_COLUMNS = [
-    "Method",
-    "AuC non-rebal (%)",
-    "AuC rebal (%)",
-    "Class top-1 (%)",
-    "PSNR (dB)",
-    "Colourfulness M3",
-    "Chroma",
-]
-
-
-def _table_rows(result: dict, rows_order: Sequence[str]) -> list[list]:
-    out = []
-    for name in rows_order:
-        r = result["rows"][name]
-        psnr = r["psnr"] if r["psnr"] is not None else (math.inf if name == "Ground truth" else None)
-        out.append([name, r["auc_raw"], r["auc_rebal"], r["class_top1"], psnr, r["colorfulness"], r["chroma"]])
-    return out
-
-
-def _sweep_rows(result: dict) -> list[list]:
-    return [
-        [f"{r['T']:g}" + (" (mode)" if r["decode"] == "mode" else ""), r["auc_raw"], r["auc_rebal"], r["psnr"],
-         r["colorfulness"], r["chroma"]]
-        for r in result["t_sweep"]
-    ]  # fmt: skip
-
-
-_SWEEP_COLUMNS = ["T", "AuC non-rebal (%)", "AuC rebal (%)", "PSNR (dB)", "Colourfulness M3", "Chroma"]
-
-
-def _thesis_rows() -> list[list]:
-    return [[k, *v] for k, v in THESIS_TABLE.items()]
-
-
-def _markdown(result: dict, rows_order: Sequence[str]) -> str:
-    s = result["settings"]
-    lines = [
-        "# Colorization results (thesis Table 2.1 protocol)",
-        "",
-        f"- images: {result['n_images']} from `{s['data']}` (split `{s['split']}`), eval set `{result['eval_set'][:16]}`",
-        f"- protocol: {s['protocol']}; decoding {s['decode']} at T={s['T']}",
-        f"- rebalanced AuC: Eq. 2.4 with lambda=0 from {s['prior']}; AuC thresholds 0..150 (step 1)",
-        f"- classifier: {s['classifier']} (the thesis used VGG-16)",
-        f"- excluded: {len(result['excluded'])} images (listed in metrics.json)",
-        "",
-        R.markdown_table(_table_rows(result, rows_order), _COLUMNS),
-    ]
-    if result["t_sweep"]:
-        lines += [
-            f"## Temperature sweep ({result.get('primary')})",
-            "",
-            R.markdown_table(_sweep_rows(result), _SWEEP_COLUMNS),
-        ]
-    lines += [
-        "## Thesis Table 2.1 for reference (ImageNet val 10k, VGG-16)",
-        "",
-        R.markdown_table(_thesis_rows(), ["Method", "AuC non-rebal (%)", "AuC rebal (%)", "VGG top-1 (%)"], digits=1),
-    ]
-    return "\n".join(lines)
-
-
-def _sweep_plot(result: dict) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["t_sweep"]
-    ts = [r["T"] for r in rows]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax[0].plot(ts, [r["colorfulness"] for r in rows], "o-", label="ours (M3)")
-    gt = result["rows"].get("Ground truth")
-    if gt:
-        ax[0].axhline(gt["colorfulness"], color="k", ls="--", label="ground truth")
-    ax[0].set(xlabel="T (0 = mode)", ylabel="colourfulness M3")
-    ax[0].legend()
-    ax[1].plot(ts, [r["auc_raw"] for r in rows], "o-", label="AuC non-rebal")
-    ax[1].plot(ts, [r["auc_rebal"] for r in rows], "s-", label="AuC rebal")
-    ax[1].set(xlabel="T (0 = mode)", ylabel="%")
-    ax[1].legend()
-    return f"<img src='{R.png_data_uri(R.figure_png(fig))}' alt='T sweep'>"
-
-
-def _html(result: dict, rows_order: Sequence[str], shown: dict, sweep_shown: list) -> str:
-    s = result["settings"]
-    intro = (
-        f"<p>{result['n_images']} images from <code>{html.escape(s['data'])}</code>; "
-        f"{html.escape(s['protocol'])}; decoding {html.escape(s['decode'])} at T={s['T']}; "
-        f"classifier: {html.escape(s['classifier'])}; eval set <code>{result['eval_set'][:16]}</code>.</p>"
-    )
-    sections = [("Table 2.1 protocol", intro + R.html_table(_table_rows(result, rows_order), _COLUMNS))]
-    ours = [n for n in rows_order if n.startswith("Ours")]
-    if len(ours) > 1:
-        cmp_rows = [[n, result["rows"][n]["auc_raw"], result["rows"][n]["auc_rebal"], result["rows"][n]["colorfulness"]]
-                    for n in ours]  # fmt: skip
-        sections.append((
-            "Class rebalancing: models compared",
-            "<p>Rebalancing trades raw AuC (dominated by desaturated pixels) for rebalanced AuC and colour.</p>"
-            + R.html_table(cmp_rows, ["Model", "AuC non-rebal (%)", "AuC rebal (%)", "Colourfulness M3"]),
-        ))  # fmt: skip
-    cols = list(shown)
-    n = len(shown["Input (L)"])
-    if n:
-        grid = [[shown[c][i] for c in cols] for i in range(n)]
-        sections.append(("Gallery", R.image_grid(grid, cols, row_labels=result["ids"][:n])))
-    if result["t_sweep"]:
-        body = R.html_table(_sweep_rows(result), _SWEEP_COLUMNS) + _sweep_plot(result)
-        if sweep_shown:
-            heads = [f"T={r['T']:g}" if r["decode"] != "mode" else "mode" for r in result["t_sweep"]] + ["Ground truth"]
-            body += R.image_grid(sweep_shown, heads)
-        sections.append((f"Temperature sweep ({result.get('primary')})", body))
-    sections.append((
-        "Thesis Table 2.1 (ImageNet val 10k, VGG-16)",
-        R.html_table(_thesis_rows(), ["Method", "AuC non-rebal (%)", "AuC rebal (%)", "VGG top-1 (%)"], digits=1),
-    ))  # fmt: skip
-    if result["excluded"]:
-        ex = [[e["id"], e["reason"]] for e in result["excluded"]]
-        sections.append((f"Excluded images ({len(ex)})", R.html_table(ex, ["id", "reason"])))
-    return R.html_page("Colorization evaluation", sections)
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.color import lab_to_rgb, rgb_to_lab
-from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, eval_set_fingerprint, load_eval_items
+from chromaflow.data.hints import paint_squares
 from chromaflow.evaluate.edit_propagation import propagate
+from chromaflow.evaluate.eval_set import eval_set_fingerprint, load_eval_items, load_rgb, to_uint8
 from chromaflow.evaluate.metrics import psnr
 from chromaflow.io import write_json, write_text
 from chromaflow.logs import progress
@@ -43,17 +44,15 @@ ERROR_WINDOW = 25
 
 def _psnr_of(l: torch.Tensor, ab: torch.Tensor, gt_rgb: torch.Tensor) -> float:
     """PSNR of ``cat(l, ab)`` (each ``(1, C, H, W)``) against uint8 ``gt_rgb (1, 3, H, W)``."""
-    return float(psnr(_to_uint8(lab_to_rgb(torch.cat([l, ab], 1).float())), gt_rgb)[0])
+    return float(psnr(to_uint8(lab_to_rgb(torch.cat([l, ab], 1).float())), gt_rgb)[0])
 
 
 def _paint(gt_ab: torch.Tensor, ys: list[int], xs: list[int], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Hints ``(1, 2, H, W)`` and mask ``(1, 1, H, W)`` revealing the mean GT ab of each patch."""
     hint = torch.zeros_like(gt_ab)
     mask = torch.zeros_like(gt_ab[:, :1])
-    for y, x in zip(ys, xs, strict=True):
-        sl = (slice(None), slice(None), slice(y, y + patch), slice(x, x + patch))
-        hint[sl] = gt_ab[sl].mean((2, 3), keepdim=True)
-        mask[sl] = 1
+    means = [gt_ab[0, :, y : y + patch, x : x + patch].mean((1, 2)) for y, x in zip(ys, xs, strict=True)]
+    paint_squares(hint, mask, list(zip(ys, xs, strict=True)), patch, means)
     return hint, mask
 
 
@@ -126,12 +125,12 @@ def psnr_sweep(
     rows: dict[str, dict[str, list[list[float]]]] = {p: {} for p in placements}
     gray_psnr, auto_psnr = [], []
     for k, item in enumerate(progress(items, total=len(items), desc="psnr sweep")):
-        rgb = _load_rgb(item, size)[None]
+        rgb = load_rgb(item, size)[None]
         lab = rgb_to_lab(rgb)
         l, gt_ab = lab[:, :1], lab[:, 1:]
         gray_psnr.append(_psnr_of(l, torch.zeros_like(gt_ab), rgb))
         if auto is not None:
-            auto_psnr.append(float(psnr(_to_uint8(colorize(auto, rgb, size=size)), rgb)[0]))  # same input side
+            auto_psnr.append(float(psnr(to_uint8(colorize(auto, rgb, size=size)), rgb)[0]))  # same input side
         rng = np.random.default_rng([seed, k])
         for placement in placements:
             ys: list[int] = []

@@ -451,3 +451,23 @@ __all__: Sequence[str] = (
     "random_trunk_state",
     "save_lpips",
 )
+
+
+def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The LPIPS config stored by ``save_lpips`` in ``path``, or ``None`` when ``path`` is a safetensors file
+    without it (e.g. a ``chromaflow.models.save_weights`` file). Reads the header only.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` (not a readable safetensors file) naming ``path``.
+    """
+    from chromaflow.models.weights import read_metadata
+
+    raw = read_metadata(path, "lpips weights").get(_META_KEY)  # the key load_lpips requires
+    if raw is None:
+        return None
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"lpips weights: {path}: malformed {_META_KEY} metadata ({e})") from None
+    if not isinstance(cfg, dict) or "net" not in cfg:
+        raise ValueError(f"lpips weights: {path}: {_META_KEY} metadata has no 'net'")
+    return cfg

@@ -50,9 +50,15 @@ from typing import Any
 import yaml
 
 import chromaflow
+from chromaflow.export.handler_settings import (
+    ARCHIVE_META,
+    LPIPS_WEIGHTS_FILE,
+    GuidedConfig,
+    LpipsConfig,
+    ServiceConfig,
+)
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.models import read_config, sha256_file
-from chromaflow.serving.service import ARCHIVE_META, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,6 @@ HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"
 DEFAULT_NAME = "colorize"  # the automatic model's one served name (/predictions/colorize)
-GUIDED_MODELS = frozenset({"siggraph17"})  # registry names served by the user-guided handler
 
 
 @dataclass(frozen=True)
@@ -78,25 +83,25 @@ class HandlerKind:
 
 
 def handler_kind(model_name: str) -> HandlerKind:
-    """The :class:`HandlerKind` for a registry model name (``siggraph17`` -> guided, anything else -> colorize)."""
-    if model_name in GUIDED_MODELS:
-        from chromaflow.serving.guided import GuidedConfig
+    """The :class:`HandlerKind` of a registry model name: its description's ``handler`` (``guided`` for
+    ``siggraph17``); a model without one is served by the automatic colorize handler."""
+    from chromaflow.models import described_models
 
+    description = described_models().get(model_name)
+    if description is not None and description.handler == "guided":
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
     return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
 
 
 def lpips_kind() -> HandlerKind:
     """The :class:`HandlerKind` of an LPIPS metric file (``save_lpips``): the lpips handler, name ``lpips``."""
-    from chromaflow.serving.lpips_core import WEIGHTS_FILE, LpipsConfig
-
-    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", WEIGHTS_FILE)
+    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", LPIPS_WEIGHTS_FILE)
 
 
 def _local_config(src: Path) -> tuple[dict[str, Any], HandlerKind]:
     """Config and handler kind of a local weights file: a ``save_lpips`` file (checked by loading it strictly)
     or a ``save_weights`` one; anything else raises ``ValueError`` naming the file."""
-    from chromaflow.serving.lpips_core import lpips_file_config
+    from chromaflow.evaluate.lpips import lpips_file_config
 
     cfg = lpips_file_config(src)  # raises ValueError naming the file when it is not safetensors at all
     if cfg is None:
@@ -117,11 +122,11 @@ def _stage_local(src: Path, stage: Path) -> tuple[dict[str, Any], HandlerKind, P
     (``load_any_lpips`` -> ``save_lpips``, extra metadata ``converted_from`` / ``source_sha256``)."""
     from chromaflow.evaluate.lpips import save_lpips
     from chromaflow.evaluate.lpips_eval import load_any_lpips
-    from chromaflow.tracking.registry import KINDS
+    from chromaflow.tracking.registry import kind_of
 
     config, kind = _local_config(src)
     name = config.get("name")
-    if config.get("kind") != "lpips" and KINDS.get(str(name)) == "lpips":  # lpips_2afc training output
+    if config.get("kind") != "lpips" and kind_of(str(name)) == "lpips":  # lpips_2afc training output
         converted = stage / "converted" / lpips_kind().weights
         converted.parent.mkdir()
         try:
@@ -232,8 +237,8 @@ def export_mar(
         version: archive version (default: the registry version, or ``0`` for a file).
         batch_size, max_batch_delay_ms: override serving/model-config.yaml's batching.
         handler_config: overrides of its ``handler:`` section (max_pixels, size, method, num_threads; for a
-            siggraph17 model the keys of :class:`chromaflow.serving.guided.GuidedConfig`, for LPIPS those of
-            :class:`chromaflow.serving.lpips_core.LpipsConfig`).
+            siggraph17 model the keys of :class:`chromaflow.export.handler_settings.GuidedConfig`, for LPIPS those of
+            :class:`chromaflow.export.handler_settings.LpipsConfig`).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the input and the reason.
     """

@@ -64,6 +64,13 @@ PUBLIC_NOTE = (
 )
 
 
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _page() -> tuple[bytes, str]:
     """The page's bytes and its Content-Security-Policy (hashes of its inline ``<script>`` and ``<style>``)."""
     html = resources.files("chromaflow.gateway").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -447,7 +454,7 @@ class Gateway:
 def models_for(names: list[str]) -> dict[str, str | None]:
     """Endpoint -> model name from the names TorchServe serves: the guided endpoints by name, ``colorize``
     the first other name (``None`` when there is none)."""
-    from chromaflow.serving.guided import ENDPOINTS
+    from chromaflow.export.handler_settings import ENDPOINTS
 
     others = [n for n in names if n not in ENDPOINTS]
     return {
@@ -464,8 +471,6 @@ def start_gateway_process(
     """Start ``python -m chromaflow.gateway`` in its own session for a running :class:`chromaflow.serve.Server`;
     return its pid and URL once ``/api/health`` answers."""
     import requests
-
-    from chromaflow.serve import free_port
 
     if not is_loopback(host) and not public:
         raise ValueError(f"gateway: {host!r} is not a loopback address; pass --public (and put TLS in front)")

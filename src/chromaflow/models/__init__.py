@@ -6,14 +6,29 @@ True
 """
 
 from chromaflow.models.eccv16 import ECCV16, eccv16
-from chromaflow.models.inference import colorize
-from chromaflow.models.registry import create_model, list_models, make_contract, register_model
+from chromaflow.models.inference import colorize, colorize_batch, pick_device
+from chromaflow.models.registry import (
+    ModelDescription,
+    create_model,
+    describe,
+    described_models,
+    list_models,
+    make_contract,
+    register_description,
+    register_model,
+)
 from chromaflow.models.weights import load_weights, read_config, save_weights, sha256_file, unwrap
 
 __all__ = [
     "ECCV16",
+    "ModelDescription",
     "colorize",
+    "colorize_batch",
     "create_model",
+    "describe",
+    "described_models",
+    "pick_device",
+    "register_description",
     "eccv16",
     "list_models",
     "load_weights",

@@ -35,10 +35,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from chromaflow import color
 from chromaflow.color.constants import Q
-from chromaflow.models.registry import register_model
+from chromaflow.models.inference import colorize_batch, image_example, to_uint8_hwc
+from chromaflow.models.registry import ModelDescription, register_description, register_model
 
 HEADS = ("class", "regression")
+FEATURE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the blocks transfer evaluation probes
+SERVED_SIZE = 64  # network input side as served (the shipped Tiny-ImageNet model's scale; serving/model-config.yaml)
 
 
 def _block(c_in: int, c_out: int, n: int, *, stride_last: int = 1, dilation: int = 1, bn: bool = True) -> nn.Sequential:
@@ -100,6 +104,13 @@ class ECCV16(nn.Module):
             x = block(x)
         return x
 
+    def forward_features(self, light: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``light (B, 1, H, W)`` normalized L -> ``{conv1..conv5: (B, C, h, w)}`` (each block's output)."""
+        out, x = {}, light
+        for name in FEATURE_LAYERS:
+            x = out[name] = getattr(self, name)(x)
+        return out
+
     def forward(self, light: torch.Tensor) -> torch.Tensor:
         """``light (B, 1, H, W)`` normalized L -> logits ``(B, Q, H/4, W/4)`` or ab/ab_norm ``(B, 2, H/4, W/4)``."""
         return self.head(self.features(light))
@@ -109,3 +120,25 @@ class ECCV16(nn.Module):
 def eccv16(width: float = 1.0, head: str = "class") -> ECCV16:
     """Zhang et al. ECCV16 colorization network (thesis ch. 2); see :class:`ECCV16`."""
     return ECCV16(width=width, head=head)
+
+
+def rgb_features(model: ECCV16, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``rgb (B, 3, H, W)`` uint8 (or float in [0, 1]) -> :meth:`ECCV16.forward_features` of its normalized L."""
+    c = model.config["contract"]
+    return model.forward_features((color.rgb_to_lab(rgb)[:, :1] - c["l_cent"]) / c["l_norm"])
+
+
+register_description(
+    "eccv16",
+    ModelDescription(
+        kind="colorization",
+        predict=colorize_batch,
+        to_output=to_uint8_hwc,
+        example=image_example,
+        served_size=SERVED_SIZE,
+        decode="annealed_mean",
+        feature_layers=FEATURE_LAYERS,
+        forward_features=rgb_features,
+        handler="colorize",
+    ),
+)

@@ -41,11 +41,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from chromaflow import color
 from chromaflow.color.constants import Q
-from chromaflow.models.eccv16 import _block
-from chromaflow.models.registry import register_model
+from chromaflow.models.eccv16 import FEATURE_LAYERS, _block
+from chromaflow.models.guided import guided_ab, guided_batch
+from chromaflow.models.inference import image_example, to_uint8_hwc
+from chromaflow.models.registry import ModelDescription, register_description, register_model
+
+__all__ = ["GLOBAL_DIM", "SIGGRAPH17", "GuidedOutput", "guided_ab", "siggraph17"]
 
 GLOBAL_DIM = Q + 3  # histogram (Q) + B_hist + saturation + B_sat
+SERVED_SIZE = 64  # network input side as served (a multiple of 8; serving/guided-model-config.yaml)
 
 
 class GuidedOutput(NamedTuple):
@@ -99,6 +105,21 @@ class SIGGRAPH17(nn.Module):
             else None
         )
 
+    def _encode(self, l: torch.Tensor, hint_ab: torch.Tensor, hint_mask: torch.Tensor) -> list[torch.Tensor]:
+        """conv1..conv4 outputs (full, 1/2, 1/4, 1/8 resolution) before the global hints."""
+        c1 = self.conv1(torch.cat([l, hint_ab, hint_mask], dim=1))
+        c2 = self.conv2(c1[:, :, ::2, ::2])
+        c3 = self.conv3(c2[:, :, ::2, ::2])
+        return [c1, c2, c3, self.conv4(c3[:, :, ::2, ::2])]
+
+    def forward_features(
+        self, l: torch.Tensor, hint_ab: torch.Tensor, hint_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Normalized inputs as :meth:`forward` -> ``{conv1..conv5: (B, C, h, w)}`` (no global hints)."""
+        feats = dict(zip(FEATURE_LAYERS, self._encode(l, hint_ab, hint_mask), strict=False))
+        feats["conv5"] = self.conv5(feats["conv4"])
+        return feats
+
     def forward(
         self, l: torch.Tensor, hint_ab: torch.Tensor, hint_mask: torch.Tensor, global_hint: torch.Tensor | None = None
     ) -> GuidedOutput:
@@ -114,10 +135,7 @@ class SIGGRAPH17(nn.Module):
             )
         if h % 8 or w % 8:
             raise ValueError(f"siggraph17: H and W must be multiples of 8, got {h}x{w}")
-        c1 = self.conv1(torch.cat([l, hint_ab, hint_mask], dim=1))
-        c2 = self.conv2(c1[:, :, ::2, ::2])
-        c3 = self.conv3(c2[:, :, ::2, ::2])
-        c4 = self.conv4(c3[:, :, ::2, ::2])
+        c1, c2, c3, c4 = self._encode(l, hint_ab, hint_mask)
         if global_hint is not None:
             if self.global_branch is None:
                 raise ValueError("siggraph17: this model was built without the global-hints branch")
@@ -137,20 +155,25 @@ def siggraph17(width: float = 1.0, global_hints: bool = True) -> SIGGRAPH17:
     return SIGGRAPH17(width=width, global_hints=global_hints)
 
 
-def guided_ab(
-    model: SIGGRAPH17,
-    l: torch.Tensor,
-    hint_ab: torch.Tensor,
-    mask: torch.Tensor,
-    global_hint: torch.Tensor | None = None,
-) -> GuidedOutput:
-    """Run the network in Lab units, applying the hint contract stored in ``model.config``.
-
-    Args:
-        l: ``(B, 1, H, W)`` L in [0, 100]; hint_ab: ``(B, 2, H, W)`` ab units; mask: ``(B, 1, H, W)`` in {0, 1}.
-    Returns:
-        :class:`GuidedOutput` with ``ab`` in ab units ``(B, 2, H, W)`` and raw ``logits`` ``(B, Q, H/4, W/4)``.
-    """
+def rgb_features(model: SIGGRAPH17, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``rgb (B, 3, H, W)`` uint8 (or float in [0, 1]) -> :meth:`SIGGRAPH17.forward_features` with no hints
+    (ab 0, mask 0), in the model's contract."""
     c = model.config["contract"]
-    out = model((l - c["l_cent"]) / c["l_norm"], hint_ab / c["ab_norm"], mask - c["mask_cent"], global_hint)
-    return GuidedOutput(ab=out.ab * c["ab_norm"], logits=out.logits)
+    lum = (color.rgb_to_lab(rgb)[:, :1] - c["l_cent"]) / c["l_norm"]
+    b, _, h, w = lum.shape
+    return model.forward_features(lum, lum.new_zeros(b, 2, h, w), lum.new_zeros(b, 1, h, w) - c["mask_cent"])
+
+
+register_description(
+    "siggraph17",
+    ModelDescription(
+        kind="guided",
+        predict=guided_batch,
+        to_output=lambda result: to_uint8_hwc(result.rgb),
+        example=image_example,
+        served_size=SERVED_SIZE,
+        feature_layers=FEATURE_LAYERS,
+        forward_features=rgb_features,
+        handler="guided",
+    ),
+)

@@ -75,8 +75,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chromaflow import color
 from chromaflow.color.constants import AB_NORM, L_CENT, L_NORM, Q
-from chromaflow.models.registry import register_model
+from chromaflow.models.inference import image_example
+from chromaflow.models.registry import ModelDescription, register_description, register_model
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 CHANNELS = (96, 256, 384, 384, 256)  # AlexNet conv1..conv5 at width 1
@@ -248,3 +250,47 @@ def splitbrain(
 ) -> SplitBrain:  # fmt: skip
     """Split-brain autoencoder and its Table 5.4 ablations (thesis ch. 5); see :class:`SplitBrain`."""
     return SplitBrain(variant=variant, input_size=input_size, width=width, fc_width=fc_width, num_classes=num_classes)
+
+
+REPRESENTATION_LAYER = "conv5"  # the layer the served representation pools (thesis ch. 5)
+
+
+def rgb_features(model: SplitBrain, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``rgb (B, 3, S, S)`` uint8 (or float in [0, 1]) -> :meth:`SplitBrain.layer_features` of its Lab."""
+    return model.layer_features(normalize_lab(color.rgb_to_lab(rgb)))
+
+
+@torch.inference_mode()
+def represent(model: SplitBrain, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The split-brain model's ``predict``: per ``(3, H, W)`` uint8 image, its :data:`REPRESENTATION_LAYER` maps
+    of the towers concatenated (Eq. 5.3), on the image resized (bilinear, antialiased) to the model's
+    ``input_size`` when it differs, averaged over space -> float ``(D,)``."""
+    if not images:
+        return []
+    side = int(model.config["kwargs"]["input_size"])
+    xs = [
+        img
+        if tuple(img.shape[-2:]) == (side, side)
+        else F.interpolate(
+            img[None].float() / 255.0, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+        )[0].clamp(0, 1)
+        for img in images
+    ]
+    if len({x.dtype for x in xs}) > 1:  # a mix of native-size uint8 and resized float: one dtype for the batch
+        xs = [x.float() / 255.0 if x.dtype == torch.uint8 else x for x in xs]
+    feats = rgb_features(model, torch.stack(xs))[REPRESENTATION_LAYER]
+    return list(feats.float().mean(dim=(2, 3)))
+
+
+register_description(
+    "splitbrain",
+    ModelDescription(
+        kind="representation",
+        predict=represent,
+        to_output=lambda feature: feature.cpu().numpy().astype("float32"),
+        example=image_example,
+        signature=(("uint8", (-1, -1, -1, 3)), ("float32", (-1, -1))),
+        feature_layers=LAYERS,
+        forward_features=rgb_features,
+    ),
+)

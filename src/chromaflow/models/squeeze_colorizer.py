@@ -45,7 +45,8 @@ from torch import nn
 
 from chromaflow import color
 from chromaflow.color.constants import LAB_CONTRACT, Q
-from chromaflow.models.registry import register_model
+from chromaflow.models.inference import colorize_batch, image_example, to_uint8_hwc
+from chromaflow.models.registry import ModelDescription, register_description, register_model
 
 HEADS = ("class", "regression")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's input normalization of the trunk (not the Lab contract)
@@ -53,9 +54,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIDE = 32  # smaller inputs leave the trunk's last pool with nothing to pool
 TAPS = (4, 7, 12)  # indices in ``features`` of the H/4, H/8, H/16 taps
 TRUNK_PREFIX = "features."  # key prefix of the trunk in torchvision's squeezenet1_1 state dict
-# What the serving path needs to know about this model (kept here, with the model): the network input side
-# it is served at (the scale of its training images: 64 px Tiny-ImageNet upscaled to 128) and its grid stride.
-DESCRIPTION = {"kind": "colorization", "served_size": 128, "stride": 4, "trunk": "squeezenet1_1 (ImageNet)"}
+SERVED_SIZE = 128  # network input side as served: its training scale (64 px Tiny-ImageNet upscaled to 128)
 
 
 class Fire(nn.Module):
@@ -214,3 +213,17 @@ def load_trunk(model: SqueezeColorizer, path: str | os.PathLike) -> None:
 def squeeze_colorizer(width: float = 1.0, head: str = "class") -> SqueezeColorizer:
     """SqueezeNet-v1.1-trunk colorizer with a U-Net decoder; see :class:`SqueezeColorizer`."""
     return SqueezeColorizer(width=width, head=head)
+
+
+register_description(
+    "squeeze_colorizer",
+    ModelDescription(
+        kind="colorization",
+        predict=colorize_batch,
+        to_output=to_uint8_hwc,
+        example=image_example,
+        served_size=SERVED_SIZE,
+        decode="annealed_mean",
+        handler="colorize",
+    ),
+)

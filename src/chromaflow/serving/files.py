@@ -48,16 +48,15 @@ from PIL import UnidentifiedImageError
 
 from chromaflow.data.images import ACCEPTED_FORMATS, ImageRejected, accept_image, open_image
 from chromaflow.data.sources import display_name, read_regular, walk_folder
-from chromaflow.export.mar import GUIDED_MODELS, served_settings
+from chromaflow.export.mar import served_settings
 from chromaflow.io import read_json, write_bytes, write_json
 from chromaflow.logs import printable, progress
-from chromaflow.models import load_weights
+from chromaflow.models import described_models, load_weights
+from chromaflow.models.inference import pick_device
 from chromaflow.models.shipped import shipped_weights
 from chromaflow.serving.guided import GuidedService
 from chromaflow.serving.request import IMAGE_FORMATS, OUTPUT_FORMATS, T_RANGE, Request
 from chromaflow.serving.service import ColorizeService
-from chromaflow.tracking.registry import COLORIZING_KINDS, KINDS
-from chromaflow.train.distributed import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +127,10 @@ def load_service(
         sha, meta = None, {"name": Path(weights).name}
     net = load_weights(weights, sha, device=dev)
     arch = net.config["name"]
-    if KINDS.get(arch) not in COLORIZING_KINDS:
+    description = described_models().get(arch)
+    if description is None or description.handler not in ("colorize", "guided"):
         raise ValueError(f"colorize: {weights} holds a {arch!r} model, not a colorization model")
-    guided = arch in GUIDED_MODELS  # the handler export packs it with
+    guided = description.handler == "guided"  # the handler export packs it with
     if guided and method is not None:
         raise ValueError("colorize: --method applies to the automatic (eccv16) model only")
     overrides = {k: v for k, v in (("size", size), ("method", method)) if v is not None}

@@ -35,20 +35,39 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chromaflow import color
-from chromaflow.color.constants import AB_NORM, Q
+from chromaflow.color.constants import Q
 from chromaflow.color.palette import PALETTE_K, PALETTE_TEMPERATURE, ab_swatch, suggest_palette
+from chromaflow.export.handler_settings import ENDPOINTS, GuidedConfig
+from chromaflow.models.guided import (  # the maths; re-exported for the endpoints' callers
+    GAMUT_EPS,
+    GuidedInput,
+    GuidedResult,
+    Hint,
+    distribution_at,
+    guided_batch,
+    hint_planes,
+    model_position,
+    rgb_hint_ab,
+)
+from chromaflow.serving.guided_request import (
+    AB_LIMIT,
+    int_option,
+    json_body,
+    number,
+    parse_global,
+    parse_hints,
+    parse_point,
+    type_request,
+)
 from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import (
     JSON_CONTENT_TYPE,
@@ -56,72 +75,28 @@ from chromaflow.serving.request import (
     Request,
     RequestError,
     decode_image,
-    json_object,
     parse_options,
-    shown,
 )
 from chromaflow.serving.response import Response, encode_image
-from chromaflow.serving.service import DEFAULT_MAX_PIXELS, ModelService, lightness, read_archive_meta, recombine
+from chromaflow.serving.service import ModelService, read_archive_meta
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("colorize_guided", "palette", "gamut")
-AB_LIMIT = AB_NORM  # accepted |a|, |b| of an ab hint (the network's tanh output range times ab_norm)
-GAMUT_EPS = 1e-6
-_HINT_KEYS_RGB = frozenset({"x", "y", "r", "g", "b"})
-_HINT_KEYS_AB = frozenset({"x", "y", "a", "b"})
-
-
-@dataclass
-class GuidedConfig:
-    """Handler settings (``handler:`` of ``serving/guided-model-config.yaml``).
-
-    ``size``: side of the square network input (multiple of 8); ``hint_patch``: odd side of the revealed
-    square per hint at model resolution; ``max_hints``: more get 400; ``palette_k`` / ``palette_temperature``:
-    suggested palette; ``swatch_resolution``: side of the gamut swatch; ``endpoint``: ``auto`` (from the
-    TorchServe model name) or one of :data:`ENDPOINTS`; ``num_threads``: torch CPU threads (0: leave);
-    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler).
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    size: int = 256
-    hint_patch: int = 3
-    max_hints: int = 256
-    palette_k: int = PALETTE_K
-    palette_temperature: float = PALETTE_TEMPERATURE
-    swatch_resolution: int = 221
-    endpoint: str = "auto"
-    num_threads: int = 0
-    max_memory_mb: int = 0
-
-    @classmethod
-    def from_mapping(cls, d: Mapping[str, Any] | None) -> GuidedConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"guided handler config: unknown key(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        problems = []
-        if cfg.max_pixels < 1:
-            problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
-        if cfg.size < 8 or cfg.size % 8:
-            problems.append(f"size must be a positive multiple of 8, got {cfg.size}")
-        if cfg.hint_patch < 1 or cfg.hint_patch % 2 == 0:
-            problems.append(f"hint_patch must be odd and >= 1, got {cfg.hint_patch}")
-        if cfg.max_hints < 0:
-            problems.append(f"max_hints must be >= 0, got {cfg.max_hints}")
-        if not 1 <= cfg.palette_k <= Q:
-            problems.append(f"palette_k must be in [1, {Q}], got {cfg.palette_k}")
-        if not cfg.palette_temperature > 0:
-            problems.append(f"palette_temperature must be > 0, got {cfg.palette_temperature}")
-        if cfg.swatch_resolution < 2:
-            problems.append(f"swatch_resolution must be >= 2, got {cfg.swatch_resolution}")
-        if cfg.endpoint != "auto" and cfg.endpoint not in ENDPOINTS:
-            problems.append(f"endpoint must be auto or one of {ENDPOINTS}, got {cfg.endpoint!r}")
-        if problems:
-            raise ValueError("guided handler config: " + "; ".join(problems))
-        return cfg
+__all__ = [
+    "ENDPOINTS",
+    "GuidedConfig",
+    "GuidedInput",
+    "GuidedResult",
+    "GuidedService",
+    "Hint",
+    "distribution_at",
+    "endpoint_for",
+    "guided_batch",
+    "hint_planes",
+    "model_position",
+    "palette_at",
+    "rgb_hint_ab",
+]
 
 
 def endpoint_for(model_name: str | None) -> str:
@@ -134,216 +109,7 @@ def endpoint_for(model_name: str | None) -> str:
     return "colorize_guided"
 
 
-# --------------------------------------------------------------------------------------------- parsing
-
-
-@dataclass
-class Hint:
-    """One user point: pixel ``(x, y)`` of the original image and either ``ab`` or ``rgb`` (0..255)."""
-
-    x: float
-    y: float
-    ab: tuple[float, float] | None = None
-    rgb: tuple[float, float, float] | None = None
-
-
-def _number(value: Any, what: str, kind: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RequestError(400, kind, f"{what}: {value!r} is not a number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise RequestError(400, kind, f"{what}: {value!r} is not a finite number")
-    return v
-
-
-def _inside(x: float, y: float, hw: tuple[int, int], what: str, kind: str) -> None:
-    h, w = hw
-    if not (0 <= x < w and 0 <= y < h):
-        raise RequestError(
-            400, kind, f"{what} at (x={x:g}, y={y:g}) is outside the {w}x{h} image (0 <= x < {w}, 0 <= y < {h})"
-        )
-
-
-def parse_hints(raw: Any, hw: tuple[int, int], max_hints: int) -> list[Hint]:
-    """Validate the ``hints`` field (``None`` -> no hints) against an image of size ``hw = (H, W)``.
-
-    Raises :class:`RequestError` 400: ``bad_hint`` (shape, keys, non-finite x/y), ``too_many_hints``,
-    ``hint_outside_image``, ``bad_color`` (r/g/b outside [0, 255], a/b outside [-110, 110], NaN).
-    """
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise RequestError(400, "bad_hint", f"'hints' must be a list of objects, got {type(raw).__name__}")
-    if len(raw) > max_hints:
-        raise RequestError(400, "too_many_hints", f"{len(raw)} hints; at most {max_hints} are accepted")
-    hints = []
-    for i, h in enumerate(raw):
-        if not isinstance(h, Mapping):
-            raise RequestError(400, "bad_hint", f"hint {i}: must be an object {{x, y, r, g, b}} or {{x, y, a, b}}")
-        keys = set(h)
-        if keys not in (_HINT_KEYS_RGB, _HINT_KEYS_AB):
-            raise RequestError(
-                400, "bad_hint", f"hint {i}: keys {sorted(keys)}; expected exactly x, y, r, g, b or x, y, a, b"
-            )
-        x = _number(h["x"], f"hint {i}: x", "bad_hint")
-        y = _number(h["y"], f"hint {i}: y", "bad_hint")
-        _inside(x, y, hw, f"hint {i}", "hint_outside_image")
-        if keys == _HINT_KEYS_AB:
-            ab = tuple(_number(h[k], f"hint {i}: {k}", "bad_color") for k in ("a", "b"))
-            if any(abs(v) > AB_LIMIT for v in ab):
-                raise RequestError(
-                    400, "bad_color", f"hint {i}: a, b = {ab} must each be in [-{AB_LIMIT:g}, {AB_LIMIT:g}]"
-                )
-            hints.append(Hint(x, y, ab=ab))
-        else:
-            rgb = tuple(_number(h[k], f"hint {i}: {k}", "bad_color") for k in ("r", "g", "b"))
-            if any(not 0 <= v <= 255 for v in rgb):
-                raise RequestError(400, "bad_color", f"hint {i}: r, g, b = {rgb} must each be in [0, 255]")
-            hints.append(Hint(x, y, rgb=rgb))
-    return hints
-
-
-def parse_point(raw: Any, hw: tuple[int, int], name: str = "point") -> tuple[float, float]:
-    """``{x, y}`` inside the image -> ``(x, y)``; 400 ``bad_point`` / ``point_outside_image``."""
-    if not isinstance(raw, Mapping) or set(raw) != {"x", "y"}:
-        raise RequestError(400, "bad_point", f"'{name}' must be an object {{x, y}} in pixels of the image")
-    x, y = (_number(raw[k], f"{name}: {k}", "bad_point") for k in ("x", "y"))
-    _inside(x, y, hw, name, "point_outside_image")
-    return x, y
-
-
-def parse_global(raw: Any, supported: bool) -> torch.Tensor | None:
-    """The ``global`` field ``{histogram: [Q numbers >= 0], saturation: [0, 1]}`` (both optional) ->
-    ``(Q + 3,)`` float32 ``[hist * B_hist, B_hist, sat * B_sat, B_sat]``; ``None`` when absent.
-
-    The histogram is normalized to sum 1. 400 ``bad_global`` / ``global_unsupported``.
-    """
-    if raw is None:
-        return None
-    if not supported:
-        raise RequestError(400, "global_unsupported", "this model was trained without global hints; omit 'global'")
-    if not isinstance(raw, Mapping) or not set(raw) <= {"histogram", "saturation"}:
-        raise RequestError(400, "bad_global", "'global' must be an object with 'histogram' and/or 'saturation'")
-    vec = torch.zeros(Q + 3)
-    if raw.get("histogram") is not None:
-        hist = raw["histogram"]
-        if not isinstance(hist, list) or len(hist) != Q:
-            raise RequestError(400, "bad_global", f"global.histogram must be a list of {Q} numbers (one per ab bin)")
-        values = torch.tensor([_number(v, "global.histogram", "bad_global") for v in hist], dtype=torch.float64)
-        if (values < 0).any() or not values.sum() > 0:
-            raise RequestError(400, "bad_global", "global.histogram must be >= 0 everywhere with a positive sum")
-        vec[:Q] = (values / values.sum()).float()
-        vec[Q] = 1.0
-    if raw.get("saturation") is not None:
-        sat = _number(raw["saturation"], "global.saturation", "bad_global")
-        if not 0 <= sat <= 1:
-            raise RequestError(400, "bad_global", f"global.saturation must be in [0, 1], got {sat:g}")
-        vec[Q + 1], vec[Q + 2] = sat, 1.0
-    return vec
-
-
-def _int_option(body: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    raw = body.get(name)
-    if raw is None:
-        return default
-    v = _number(raw, f"option {name}", "bad_option")
-    if v != int(v) or not lo <= v <= hi:
-        raise RequestError(400, "bad_option", f"option {name}: {raw!r} must be an integer in [{lo}, {hi}]")
-    return int(v)
-
-
-def json_body(req: Any) -> dict[str, Any]:
-    """The request's JSON object (bounded before parsing, :func:`~chromaflow.serving.request.json_object`); 415 for
-    a body of another content type, 400 when it does not parse or is not an object."""
-    body = req.body
-    ctype = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if ctype and ctype != JSON_CONTENT_TYPE and not isinstance(body, Mapping):
-        raise RequestError(415, "unsupported_content_type", f"content type {shown(ctype)}: send application/json")
-    return json_object(body)
-
-
 # --------------------------------------------------------------------------------------------- maths
-
-
-def model_position(x: float, y: float, hw: tuple[int, int], size: int) -> tuple[int, int]:
-    """Original pixel ``(x, y)`` -> the model pixel ``(mx, my)`` in ``[0, size)`` whose cell holds its centre."""
-    h, w = hw
-    mx = min(size - 1, int((math.floor(x) + 0.5) * size / w))
-    my = min(size - 1, int((math.floor(y) + 0.5) * size / h))
-    return mx, my
-
-
-def rgb_hint_ab(rgb: torch.Tensor, lum: torch.Tensor, iters: int = 30) -> torch.Tensor:
-    """ab of sRGB colours, shrunk along their hue until displayable at lightness ``lum``.
-
-    Args:
-        rgb: ``(N, 3)`` in [0, 255]; lum: ``(N,)`` L in [0, 100].
-    Returns:
-        ``(N, 2)`` float64 ab: ``s * ab(rgb)`` with the largest ``s`` in [0, 1] (bisection, ``iters`` steps)
-        such that ``Lab(lum, s*a, s*b)`` lies in the sRGB cube (``s = 1`` when it already does).
-    """
-    ab = color.rgb_to_lab((rgb.double() / 255.0).T[:, :, None])[1:, :, 0].T  # (N, 2)
-
-    def inside(s: torch.Tensor) -> torch.Tensor:
-        lab = torch.cat([lum.double()[:, None], ab * s[:, None]], 1).T[:, :, None]  # (3, N, 1)
-        raw = color.lab_to_rgb(lab, clip=False)[:, :, 0]
-        return ((raw >= -GAMUT_EPS) & (raw <= 1 + GAMUT_EPS)).all(0)
-
-    lo = torch.zeros(len(ab), dtype=torch.float64)
-    hi = torch.ones(len(ab), dtype=torch.float64)
-    ok = inside(hi)
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        good = inside(mid)
-        lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-    return ab * torch.where(ok, torch.ones_like(lo), lo)[:, None]
-
-
-def hint_planes(
-    hints: Sequence[Hint], l_full: torch.Tensor, size: int, patch: int
-) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
-    """Paint hints into model-resolution planes.
-
-    Args:
-        l_full: ``(H, W)`` L of the original image in [0, 100].
-    Returns:
-        ``hint_ab (2, size, size)`` in ab units, ``mask (1, size, size)`` in {0, 1}, and per hint
-        ``{x, y, a, b, model_x, model_y}`` (the ab actually revealed).
-    """
-    hw = (int(l_full.shape[0]), int(l_full.shape[1]))
-    hint_ab = torch.zeros(2, size, size, dtype=torch.float32)
-    mask = torch.zeros(1, size, size, dtype=torch.float32)
-    if not hints:
-        return hint_ab, mask, []
-    ab = torch.zeros(len(hints), 2, dtype=torch.float64)
-    rgb_idx = [i for i, h in enumerate(hints) if h.rgb is not None]
-    for i, h in enumerate(hints):
-        if h.ab is not None:
-            ab[i] = torch.tensor(h.ab, dtype=torch.float64)
-    if rgb_idx:
-        rgb = torch.tensor([hints[i].rgb for i in rgb_idx], dtype=torch.float64)
-        l_at = torch.stack([l_full[int(hints[i].y), int(hints[i].x)].double() for i in rgb_idx])
-        ab[rgb_idx] = rgb_hint_ab(rgb, l_at)
-    r = patch // 2
-    applied = []
-    for h, v in zip(hints, ab, strict=True):
-        mx, my = model_position(h.x, h.y, hw, size)
-        ys, xs = slice(max(0, my - r), my + r + 1), slice(max(0, mx - r), mx + r + 1)
-        hint_ab[:, ys, xs] = v.float()[:, None, None]
-        mask[:, ys, xs] = 1.0
-        applied.append({"x": h.x, "y": h.y, "a": float(v[0]), "b": float(v[1]), "model_x": mx, "model_y": my})
-    return hint_ab, mask, applied
-
-
-def distribution_at(logits: torch.Tensor, x: float, y: float, hw: tuple[int, int]) -> torch.Tensor:
-    """Probabilities ``(Q,)`` at original pixel ``(x, y)``: ``logits (Q, h, w)`` (quarter resolution of the
-    square network input) sampled bilinearly at the pixel centre's relative position, then softmax."""
-    h, w = hw
-    gx = (math.floor(x) + 0.5) / w * 2 - 1  # align_corners=False: -1 / +1 are the outer edges
-    gy = (math.floor(y) + 0.5) / h * 2 - 1
-    grid = torch.tensor([[[[gx, gy]]]], dtype=logits.dtype, device=logits.device)
-    z = F.grid_sample(logits[None].float(), grid.float(), mode="bilinear", padding_mode="border", align_corners=False)
-    return torch.softmax(z[0, :, 0, 0].double(), dim=0)
 
 
 def palette_at(
@@ -359,76 +125,6 @@ def palette_at(
         {"a": float(a), "b": float(b), "weight": float(wt), "rgb": [int(c) for c in px], "in_gamut": bool(g)}
         for (a, b), wt, px, g in zip(ab.tolist(), weights.tolist(), rgb.tolist(), in_gamut.tolist(), strict=True)
     ]
-
-
-@dataclass
-class GuidedInput:
-    """One colorization request: ``rgb (3, H, W)`` uint8, hints, optional global vector ``(Q+3,)``, point."""
-
-    rgb: torch.Tensor
-    hints: list[Hint] = field(default_factory=list)
-    global_hint: torch.Tensor | None = None
-    point: tuple[float, float] | None = None
-
-
-@dataclass
-class GuidedResult:
-    """``rgb (3, H, W)`` float in [0, 1]; ``hints``: what was revealed; ``probs (Q,)`` at the point (or ``None``);
-    ``l_point``: L of the original pixel at the point."""
-
-    rgb: torch.Tensor
-    hints: list[dict[str, Any]]
-    probs: torch.Tensor | None
-    l_point: float | None
-
-
-@torch.inference_mode()
-def guided_batch(
-    model: nn.Module, items: Sequence[GuidedInput], *, size: int = 256, patch: int = 3
-) -> list[GuidedResult]:
-    """Colorize a batch with one forward pass that also gives each item's distribution at its point.
-
-    Each item's L is resized to ``size x size`` (bilinear, antialiased); the predicted ab ``(2, size, size)``
-    is upsampled bilinearly to ``(H, W)`` and recombined with the full-resolution L (as the automatic service).
-    """
-    from chromaflow.models.siggraph17 import guided_ab
-
-    if not items:
-        return []
-    param = next(model.parameters())
-    device = param.device
-    has_global = getattr(model, "global_branch", None) is not None
-    model.eval()
-    ls, smalls, hab, masks, glob, applied = [], [], [], [], [], []
-    for it in items:
-        L = lightness(it.rgb, device)  # (1, 1, H, W), strip by strip
-        ls.append(L)
-        smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
-        a, m, info = hint_planes(it.hints, L[0, 0].cpu(), size, patch)
-        hab.append(a)
-        masks.append(m)
-        applied.append(info)
-        if has_global:
-            glob.append(it.global_hint if it.global_hint is not None else torch.zeros(Q + 3))
-    g = torch.stack(glob).to(device, param.dtype) if has_global else None
-    out = guided_ab(
-        model,
-        torch.cat(smalls).to(param.dtype),
-        torch.stack(hab).to(device, param.dtype),
-        torch.stack(masks).to(device, param.dtype),
-        g,
-    )
-    results = []
-    for i, (it, L) in enumerate(zip(items, ls, strict=True)):
-        hw = (int(L.shape[2]), int(L.shape[3]))
-        rgb = recombine(L, out.ab[i : i + 1])[0]
-        probs = l_point = None
-        if it.point is not None:
-            px, py = it.point
-            probs = distribution_at(out.logits[i], px, py, hw)
-            l_point = float(L[0, 0, int(py), int(px)])
-        results.append(GuidedResult(rgb=rgb, hints=applied[i], probs=probs, l_point=l_point))
-    return results
 
 
 # --------------------------------------------------------------------------------------------- service
@@ -552,11 +248,11 @@ class GuidedService(ModelService):
                     400, "bad_point", "the palette endpoint needs 'point': {x, y} in pixels of the image"
                 )
             point = parse_point(body.get("point"), hw)
-        _int_option(body, "k", self.config.palette_k, 1, Q)
+        int_option(body, "k", self.config.palette_k, 1, Q)
         return body, image, GuidedInput(rgb=image.rgb, hints=hints, global_hint=glob, point=point)
 
     def _palette_doc(self, body: Mapping[str, Any], item: GuidedInput, res: GuidedResult) -> dict[str, Any]:
-        k = _int_option(body, "k", self.config.palette_k, 1, Q)
+        k = int_option(body, "k", self.config.palette_k, 1, Q)
         x, y = item.point  # type: ignore[misc]
         return {
             "point": {"x": x, "y": y},
@@ -593,7 +289,7 @@ class GuidedService(ModelService):
         if fmt not in ("json", "png"):
             raise RequestError(400, "bad_option", f"option format: {fmt!r} is not one of json, png")
         if body.get("L") is not None:
-            lum = _number(body["L"], "L", "bad_option")
+            lum = number(body["L"], "L", "bad_option")
             if not 0 <= lum <= 100:
                 raise RequestError(400, "bad_option", f"L must be in [0, 100], got {lum:g}")
         elif body.get("image") is not None:
@@ -603,7 +299,7 @@ class GuidedService(ModelService):
             lum = float(color.rgb_to_lab(px)[0, 0, 0])
         else:
             raise RequestError(400, "bad_option", "the gamut endpoint needs 'L' (0..100) or 'image' with 'point'")
-        res = _int_option(body, "resolution", self.config.swatch_resolution, 2, 1024)
+        res = int_option(body, "resolution", self.config.swatch_resolution, 2, 1024)
         rgb, in_gamut = ab_swatch(lum, resolution=res, ab_max=AB_LIMIT)
         data = encode_image(rgb, "png", in_gamut.to(torch.uint8) * 255)
         if fmt == "png":
@@ -619,11 +315,3 @@ class GuidedService(ModelService):
                 "in_gamut_fraction": float(in_gamut.float().mean()),
             }
         )
-
-
-def type_request(body: Mapping[str, Any]) -> Any:
-    """A :class:`~chromaflow.serving.request.Request` over ``body`` for :func:`parse_options`; a guided request
-    has no temperature, so ``T`` is refused (400) instead of being silently ignored."""
-    if body.get("T") is not None or body.get("temperature") is not None:
-        raise RequestError(400, "bad_option", "option T does not apply to the guided model (it regresses ab)")
-    return Request(body={k: v for k, v in body.items() if k in ("format", "output")}, content_type=JSON_CONTENT_TYPE)

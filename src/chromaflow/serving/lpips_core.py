@@ -22,7 +22,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,71 +29,16 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.evaluate import lpips as L
+from chromaflow.export.handler_settings import ARCHIVE_META, LPIPS_MAX_PIXELS, LPIPS_WEIGHTS_FILE, LpipsConfig
 from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import Request, RequestError, decode_image, json_object, shown
 from chromaflow.serving.response import Response
-from chromaflow.serving.service import ARCHIVE_META, read_archive_meta
+from chromaflow.serving.service import read_archive_meta
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 4_000_000  # per image
 RESIZE_RULES = ("to_first", "none")
-WEIGHTS_FILE = "lpips.safetensors"
 JSON_CONTENT_TYPE = "application/json"
-
-
-@dataclass(frozen=True)
-class LpipsConfig:
-    """Handler settings (``handler:`` of ``serving/lpips-model-config.yaml``).
-
-    ``max_pixels``: largest accepted image (W*H, each of the two; 413 above, checked from the header);
-    ``num_threads``: torch CPU threads per worker (0: leave torch's default); ``max_memory_mb``: the
-    TorchServe worker's data memory limit (0: none; :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
-    """
-
-    max_pixels: int = MAX_PIXELS
-    num_threads: int = 0
-    max_memory_mb: int = 0
-
-    @classmethod
-    def from_mapping(cls, d: Mapping[str, Any] | None) -> LpipsConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"lpips handler config: unknown key(s) {unknown}; known: {sorted(known)}")
-        try:
-            cfg = cls(**{k: int(v) for k, v in d.items()})
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"lpips handler config: values must be integers ({e})") from None
-        problems = []
-        if cfg.max_pixels < 1:
-            problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
-        if cfg.num_threads < 0:
-            problems.append(f"num_threads must be >= 0, got {cfg.num_threads}")
-        if problems:
-            raise ValueError("lpips handler config: " + "; ".join(problems))
-        return cfg
-
-
-def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The LPIPS config stored by ``save_lpips`` in ``path``, or ``None`` when ``path`` is a safetensors file
-    without it (e.g. a ``chromaflow.models.save_weights`` file). Reads the header only.
-
-    Raises ``FileNotFoundError`` / ``ValueError`` (not a readable safetensors file) naming ``path``.
-    """
-    from chromaflow.models.weights import read_metadata
-
-    raw = read_metadata(path, "lpips weights").get(L._META_KEY)  # the key load_lpips requires
-    if raw is None:
-        return None
-    try:
-        cfg = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"lpips weights: {path}: malformed {L._META_KEY} metadata ({e})") from None
-    if not isinstance(cfg, dict) or "net" not in cfg:
-        raise ValueError(f"lpips weights: {path}: {L._META_KEY} metadata has no 'net'")
-    return cfg
 
 
 def _json_body(req: Request) -> dict[str, Any]:
@@ -118,7 +62,7 @@ def _flag(body: Mapping[str, Any], req: Request, name: str) -> bool:
     raise RequestError(400, "bad_option", f"option {name}: {v!r} is not a boolean")
 
 
-def parse_pair(req: Request, *, max_pixels: int = MAX_PIXELS, min_size: int = 1) -> dict[str, Any]:
+def parse_pair(req: Request, *, max_pixels: int = LPIPS_MAX_PIXELS, min_size: int = 1) -> dict[str, Any]:
     """Validate a request -> ``{"x0", "x1": uint8 (3, H, W) same size, "spatial": bool, "resized": bool}``.
 
     Raises :class:`RequestError`: 400 (missing image, bad JSON/base64, size mismatch with resize=none,
@@ -194,7 +138,7 @@ class LpipsService:
 
         model_dir = Path(model_dir)
         meta = read_archive_meta(model_dir, cls.__name__, required=False)
-        weights = model_dir / meta.get("weights", WEIGHTS_FILE)
+        weights = model_dir / meta.get("weights", LPIPS_WEIGHTS_FILE)
         if meta.get("sha256") and sha256_file(weights) != meta["sha256"]:
             raise ValueError(
                 f"LpipsService: {weights}: sha256 differs from {model_dir / ARCHIVE_META} (corrupt archive)"

@@ -13,16 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from chromaflow.models.inference import to_uint8_hwc
 from chromaflow.serving.request import DecodedImage, Options, RequestError
 
 JPEG_QUALITY = 92
-STRIP_PIXELS = 1 << 18  # pixels per strip of full-resolution work: temporaries stay a few MB at any image size
-
-
-def strips(h: int, w: int) -> list[slice]:
-    """Row slices of an ``h x w`` image, about :data:`STRIP_PIXELS` pixels each."""
-    rows = max(1, STRIP_PIXELS // max(w, 1))
-    return [slice(r, min(h, r + rows)) for r in range(0, h, rows)]
 
 
 @dataclass
@@ -47,16 +41,6 @@ class Response:
 def error_response(err: RequestError) -> Response:
     """A JSON error: ``{"code": 4xx, "error": kind, "message": why}``."""
     return Response(err.status, "application/json", json.dumps(err.to_dict()).encode("utf-8"))
-
-
-def to_uint8_hwc(rgb: torch.Tensor) -> np.ndarray:
-    """Float RGB ``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 (rounded), strip by strip (no full-size temporaries)."""
-    h, w = int(rgb.shape[1]), int(rgb.shape[2])
-    out = np.empty((h, w, 3), dtype=np.uint8)
-    for rows in strips(h, w):
-        part = (rgb[:, rows].detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
-        out[rows] = part.permute(1, 2, 0).cpu().numpy()
-    return out
 
 
 def encode_image(rgb: torch.Tensor, fmt: str, alpha: torch.Tensor | None = None) -> bytes:

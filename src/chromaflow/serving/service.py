@@ -4,9 +4,8 @@
     >>> [r.status for r in svc.handle([Request(body=png_bytes, content_type="image/png")])]
     [200]
 
-Batching: the network runs once per batch on L resized to ``size x size``, whatever the input sizes;
-each item's ab is upsampled to its own resolution and recombined with its own full-resolution L,
-so an item's output does not depend on what shares its batch (see ``tests/serving``).
+Batching: the model's ``predict`` (``chromaflow.models.colorize_batch``) runs once per batch whatever the input
+sizes; an item's output does not depend on what shares its batch (see ``tests/serving``).
 """
 
 from __future__ import annotations
@@ -15,16 +14,16 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import chromaflow
-from chromaflow import color
+from chromaflow.export.handler_settings import ARCHIVE_META, DEFAULT_MAX_PIXELS, ServiceConfig
+from chromaflow.models.inference import colorize_batch, pick_device
 from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import (
     JSON_CONTENT_TYPE,
@@ -36,136 +35,19 @@ from chromaflow.serving.request import (
     media_type,
     parse_options,
 )
-from chromaflow.serving.response import Response, image_response, strips
+from chromaflow.serving.response import Response, image_response
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_META = "chromaflow_model.json"  # inside a .mar: weights file name, sha256, config, lineage
-DEFAULT_MAX_PIXELS = 12_000_000  # ~ 4240 x 2830; larger images get 413
-
-
-@dataclass
-class ServiceConfig:
-    """Handler settings (the ``handler:`` section of ``serving/model-config.yaml``).
-
-    ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
-    ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave);
-    ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler,
-    :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    size: int = 256
-    method: str = "annealed_mean"
-    num_threads: int = 0
-    max_memory_mb: int = 0
-
-    @classmethod
-    def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
-        d = dict(d or {})
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"handler config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        if cfg.max_pixels < 1 or cfg.size < 8:
-            raise ValueError(f"handler config: max_pixels must be >= 1 and size >= 8, got {cfg}")
-        return cfg
-
-
-def pick_device(gpu_id: int | str | None = None) -> torch.device:
-    """``cuda:<gpu_id>`` when CUDA is there, else ``mps`` when available, else ``cpu``."""
-    if torch.cuda.is_available():
-        return torch.device(f"cuda:{int(gpu_id or 0)}")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def lightness(img: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """CIE L of images of one size, strip by strip (memory: the output plus one strip of Lab per image).
-
-    Args:
-        img: ``(3, H, W)`` or ``(n, 3, H, W)``; uint8 in [0, 255] (the lookup-table path of ``color.rgb_to_lab``)
-            or float in [0, 1].
-    Returns:
-        ``(n, 1, H, W)`` (``n = 1`` for one image) float32 L in [0, 100] on ``device`` (default: ``img``'s).
-    """
-    x = img[None] if img.ndim == 3 else img
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"lightness: image must be (3, H, W) or (n, 3, H, W), got {tuple(img.shape)}")
-    n, h, w = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
-    out = torch.empty(n, 1, h, w, dtype=torch.float32, device=device or img.device)
-    for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
-        part = x[:, :, rows].to(out.device)
-        out[:, :, rows] = color.rgb_to_lab(part if part.dtype == torch.uint8 else part.float())[:, :1]
-    return out
-
-
-def recombine(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled bilinearly) -> float
-    RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
-    n, h, w = int(L.shape[0]), int(L.shape[2]), int(L.shape[3])
-    ab = F.interpolate(ab.float(), size=(h, w), mode="bilinear", align_corners=False)
-    out = torch.empty(n, 3, h, w, dtype=torch.float32, device=L.device)
-    for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
-        out[:, :, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))
-    return out
-
-
-@torch.inference_mode()
-def colorize_batch(
-    model: nn.Module,
-    images: Sequence[torch.Tensor],
-    T: Sequence[float | None] | float | None = None,
-    *,
-    size: int = 256,
-    method: str = "annealed_mean",
-) -> list[torch.Tensor]:
-    """Colorize images of different sizes with one forward pass (same maths as ``chromaflow.models.colorize``).
-
-    Args:
-        model: eccv16-like, with ``.config["contract"]``; eval mode is set.
-        images: each ``(3, H_i, W_i)`` uint8 in [0, 255] or float in [0, 1].
-        T: one temperature, or one per image; ``None`` uses the contract's T.
-        size: L is resized (bilinear, antialiased) to ``size x size`` for the network.
-
-    Returns:
-        per image, float RGB ``(3, H_i, W_i)`` in [0, 1] on the model's device (full-resolution L,
-        predicted ab upsampled bilinearly). The full-resolution work goes in strips (:func:`lightness`,
-        :func:`recombine`): a 12 MP image needs ~0.3 GB, not ~2.5 GB.
-    """
-    if not images:
-        return []
-    temps = list(T) if isinstance(T, Sequence) else [T] * len(images)
-    if len(temps) != len(images):
-        raise ValueError(f"colorize_batch: {len(temps)} temperatures for {len(images)} images")
-    contract = model.config["contract"]
-    param = next(model.parameters())
-    device, dtype = param.device, param.dtype
-    model.eval()
-    groups: dict[tuple[Any, ...], list[int]] = {}  # images of one size and T share every op: ops per group
-    for i, img in enumerate(images):
-        if img.ndim != 3 or img.shape[0] != 3:
-            raise ValueError(f"colorize_batch: image {i} must be (3, H, W), got {tuple(img.shape)}")
-        groups.setdefault((tuple(img.shape), img.dtype, temps[i]), []).append(i)
-    Ls, smalls = [], []
-    for members in groups.values():
-        L = lightness(torch.stack([images[i] for i in members]), device)  # (n, 1, H, W) in [0, 100]
-        Ls.append(L)
-        smalls.append(F.interpolate(L, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
-    pred = model(((torch.cat(smalls) - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
-    outs: list[torch.Tensor] = [None] * len(images)  # type: ignore[list-item]
-    start = 0
-    for (_, _, temp), members, L in zip(groups, groups.values(), Ls, strict=True):
-        p = pred[start : start + len(members)]
-        start += len(members)
-        if p.shape[1] == 2:  # regression head: ab / ab_norm
-            ab = p * contract["ab_norm"]
-        else:
-            ab = color.decode_ab(p, method=method, T=contract["T"] if temp is None else temp)  # (n, 2, s/4, s/4)
-        for i, rgb in zip(members, recombine(L, ab), strict=True):
-            outs[i] = rgb
-    return outs
+__all__ = [
+    "ARCHIVE_META",
+    "DEFAULT_MAX_PIXELS",
+    "ColorizeService",
+    "ModelService",
+    "ServiceConfig",
+    "colorize_batch",
+    "pick_device",
+]
 
 
 def read_archive_meta(model_dir: str | os.PathLike, who: str, *, required: bool = True) -> dict[str, Any]:

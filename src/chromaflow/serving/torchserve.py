@@ -109,7 +109,7 @@ class TorchServeHandler:
     def initialize(self, context: Any) -> None:
         props = context.system_properties
         config = (context.model_yaml_config or {}).get("handler", {})
-        self.service = self.load_service(props["model_dir"], config, pick_device(props.get("gpu_id")), context)
+        self.service = self.load_service(props["model_dir"], config, pick_device(index=props.get("gpu_id")), context)
         limit_mb = getattr(self.service.config, "max_memory_mb", 0)
         if limit_mb > 0:
             limit_worker_memory(limit_mb)

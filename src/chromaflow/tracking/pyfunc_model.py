@@ -1,20 +1,10 @@
 """MLflow "models from code" pyfunc for every model kind chromaflow registers: nothing is cloudpickled.
 
-MLflow executes this file when the model is loaded (``mlflow.pyfunc.load_model``): it calls
-``mlflow.models.set_model`` with a :class:`ChromaflowModel`, whose ``load_context`` reads the safetensors
-artifact ``weights`` (sha256-checked against ``model_config["weights_sha256"]``) through
-``chromaflow.tracking.registry.load_model_file`` (strict, never unpickles), which also gives the model's kind
-(``registry.KINDS``, from the config name stored in the weights). ``predict`` by kind:
-
-- ``colorization`` (eccv16): uint8 ``(N, H, W, 3)`` RGB (or gray as three equal channels; only L is used)
-  -> colorized uint8 ``(N, H, W, 3)`` (the input's L, predicted ab; ``chromaflow.models.colorize``).
-- ``guided`` (siggraph17): same input and output, automatic mode: no local and no global hints, through
-  ``chromaflow.serving.guided.guided_batch`` (the serving no-hint path) at ``model_config["size"]``.
-- ``lpips``: uint8 ``(N, 2, H, W, 3)`` pairs (H, W >= the backbone's minimum) -> float32 ``(N,)`` LPIPS
-  distances d(pair[0], pair[1]) (``chromaflow.evaluate.lpips``, Eq. 6.1).
-- ``representation`` (splitbrain): uint8 ``(N, H, W, 3)`` -> float32 ``(N, D)``: the ``conv5`` maps of the
-  towers concatenated (Eq. 5.3) on the image resized (bilinear, antialiased) to the model's ``input_size``,
-  averaged over space; D = conv5 channels of the whole model.
+MLflow executes this file when the model is loaded: ``load_context`` reads the safetensors artifact ``weights``
+(sha256-checked, strict, never unpickled) through ``chromaflow.tracking.registry.load_model_file``. ``predict``
+is the model description's ``predict`` (``chromaflow.models.describe``: the same path as TorchServe and the
+offline ``colorize``) on uint8 ``(N, H, W, 3)``; an LPIPS model takes uint8 ``(N, 2, H, W, 3)`` pairs and
+returns float32 ``(N,)`` distances (Eq. 6.1).
 """
 
 from __future__ import annotations
@@ -33,27 +23,19 @@ def _images(model_input) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _colorize(model, x: np.ndarray, size: int) -> np.ndarray:
+def _described(model, model_input, size: int) -> np.ndarray:
+    """Any described model: its ``predict`` (the one inference path), ``BATCH`` images per call, each output
+    turned into numpy by the description's ``to_output``; ``size`` feeds ``predict(size=)`` when described."""
     import torch
 
-    from chromaflow.models import colorize
+    from chromaflow.models import describe
 
-    rgb = torch.from_numpy(x).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-    out = colorize(model, rgb, size=size, batch_size=BATCH)  # (N, 3, H, W) float [0, 1]
-    return (out * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _guided(model, x: np.ndarray, size: int) -> np.ndarray:
-    import torch
-
-    from chromaflow.serving.guided import GuidedInput, guided_batch
-    from chromaflow.serving.response import to_uint8_hwc
-
-    rgb = torch.from_numpy(x).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+    description = describe(model.config["name"])
+    options = {} if description.served_size is None else {"size": size}
+    rgb = torch.from_numpy(_images(model_input)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
     out = []
     for chunk in rgb.split(BATCH):
-        res = guided_batch(model, [GuidedInput(rgb=r) for r in chunk], size=size)  # no hints, no global hints
-        out += [to_uint8_hwc(r.rgb) for r in res]
+        out += [description.to_output(o) for o in description.predict(model, list(chunk), **options)]
     return np.stack(out)
 
 
@@ -67,31 +49,6 @@ def _lpips(model, model_input, size: int) -> np.ndarray:
         raise ValueError(f"expected uint8 image pairs of shape (N, 2, H, W, 3), got {x.dtype} {x.shape}")
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 1, 4, 2, 3)  # (N, 2, 3, H, W) uint8
     return pairwise_distances(model, t[:, 0], t[:, 1], batch_size=BATCH).numpy().astype(np.float32)
-
-
-def _representation(model, x: np.ndarray, size: int) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    from chromaflow import color
-    from chromaflow.models.splitbrain import normalize_lab
-    from chromaflow.tracking.registry import REPRESENTATION_LAYER
-
-    side = int(model.config["kwargs"]["input_size"])
-    rgb = torch.from_numpy(x).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-    out = []
-    with torch.inference_mode():
-        for chunk in rgb.split(BATCH):
-            if tuple(chunk.shape[-2:]) != (side, side):
-                chunk = F.interpolate(
-                    chunk.float() / 255.0, size=(side, side), mode="bilinear", align_corners=False, antialias=True
-                ).clamp(0, 1)
-            feats = model.layer_features(normalize_lab(color.rgb_to_lab(chunk)))[REPRESENTATION_LAYER]
-            out.append(feats.float().mean(dim=(2, 3)))  # (b, D)
-    return torch.cat(out).numpy().astype(np.float32)
-
-
-PREDICT = {"colorization": _colorize, "guided": _guided, "lpips": _lpips, "representation": _representation}
 
 
 class ChromaflowModel(PythonModel):
@@ -114,8 +71,7 @@ class ChromaflowModel(PythonModel):
 
     # no type hints on predict: MLflow would read them as a schema; the logged signature is the schema
     def predict(self, context, model_input, params=None):
-        x = model_input if self.kind == "lpips" else _images(model_input)
-        return PREDICT[self.kind](self.model, x, self.size)
+        return (_lpips if self.kind == "lpips" else _described)(self.model, model_input, self.size)
 
 
 ColorizerModel = ChromaflowModel  # the class's former name

@@ -5,21 +5,11 @@
     model, info = load_registered("models:/chromaflow-colorization@champion")
 
 The MLflow model is a pyfunc built from code (``pyfunc_model.py``; nothing is cloudpickled) with the
-safetensors weights as its ``weights`` artifact, a signature and an input example chosen by the weights'
-*kind*, and the model config (+ Lab contract) in its metadata. The kind comes from the config name stored in
-the weights, through :data:`KINDS` (the one place registration and the pyfunc dispatch on)::
+safetensors weights as its ``weights`` artifact; its kind, signature, input example and served size come from
+the model's description (``chromaflow.models.describe``; docs/architecture.md). LPIPS files (``save_lpips``,
+``lpips_2afc``) are the one kind without a description yet: uint8 ``(N, 2, H, W, 3)`` pairs -> float32 ``(N,)``.
 
-    config name            kind             pyfunc input                    -> output
-    eccv16                 colorization     uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3) colorized
-    siggraph17             guided           uint8 (N, H, W, 3) RGB          -> uint8 (N, H, W, 3), automatic
-                                            (no local or global hints: the serving no-hint path)
-    lpips (save_lpips),    lpips            uint8 (N, 2, H, W, 3) pairs     -> float32 (N,) LPIPS distances
-    lpips_2afc (train)
-    splitbrain             representation   uint8 (N, H, W, 3) RGB          -> float32 (N, D) conv5 features,
-                                            resized to the model's input_size, towers concatenated
-                                            (Eq. 5.3), global-average-pooled; D = conv5 channels
-
-Any other config name is refused at registration (``ValueError`` naming the file and the name). The
+Any model without a description is refused at registration (``ValueError`` naming the file and the name). The
 version carries the lineage tags, ``chromaflow.weights_sha256``, ``chromaflow.kind``, ``metric.<name>`` and
 ``chromaflow.eval_set``.
 """
@@ -49,25 +39,50 @@ _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<
 
 
 UNUSED_SIZE = 256  # the "size" model_config of the kinds that ignore it (lpips, representation)
-KINDS: dict[str, str] = {  # weights config name -> pyfunc kind (see the module docstring)
-    "eccv16": "colorization",
-    "squeeze_colorizer": "colorization",
-    "siggraph17": "guided",
-    "lpips": "lpips",  # chromaflow.evaluate.lpips.save_lpips file (its own "chromaflow.lpips" metadata)
-    "lpips_2afc": "lpips",  # chromaflow train --task lpips output (save_weights of LPIPS + ranking net G)
-    "splitbrain": "representation",
-}
-COLORIZING_KINDS = frozenset({"colorization", "guided"})  # kinds that colorize; "size" is their network input side
-REPRESENTATION_LAYER = "conv5"  # the split-brain layer the representation pyfunc pools (thesis ch. 5)
+LPIPS_NAMES = frozenset({"lpips", "lpips_2afc"})  # save_lpips files and `train --task lpips` outputs: kind lpips
 LPIPS_EXAMPLE_SIZE = 64  # side of the LPIPS input example: above every backbone's minimum (alex: 31)
+LPIPS_SIGNATURE = (("uint8", (-1, 2, -1, -1, 3)), ("float32", (-1,)))  # image pairs -> distances
+
+
+def kind_of(name: str | None) -> str | None:
+    """The pyfunc kind of a weights config name: its model description's, ``lpips`` for the LPIPS files,
+    ``None`` for a model without a description."""
+    from chromaflow.models import described_models
+
+    if name in LPIPS_NAMES:
+        return "lpips"
+    description = described_models().get(str(name))
+    return None if description is None else description.kind
+
+
+def kinds() -> dict[str, str]:
+    """``{weights config name: pyfunc kind}`` of every model the registry accepts (from the descriptions)."""
+    from chromaflow.models import described_models
+
+    return {**{n: d.kind for n, d in described_models().items()}, **dict.fromkeys(sorted(LPIPS_NAMES), "lpips")}
+
+
+def colorizing_kinds() -> frozenset[str]:
+    """The kinds whose models are served at a network input side (``size``): described with ``served_size``."""
+    from chromaflow.models import described_models
+
+    return frozenset(d.kind for d in described_models().values() if d.served_size is not None)
+
+
+def __getattr__(name: str) -> Any:  # the former tables, now read from the model descriptions
+    if name == "KINDS":
+        return kinds()
+    if name == "COLORIZING_KINDS":
+        return colorizing_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_weights_config(path: str | os.PathLike) -> dict[str, Any]:
     """The config of a weights file: a ``save_weights`` file's own, or for a ``save_lpips`` file (no
     ``chromaflow.config``; ``chromaflow.models.read_config`` refuses it) ``{"name": "lpips", "kwargs": <its
     stored LPIPS config>, "contract": None}``. Reads headers only; ``ValueError`` naming ``path`` otherwise."""
+    from chromaflow.evaluate.lpips import lpips_file_config
     from chromaflow.models import read_config
-    from chromaflow.serving.lpips_core import lpips_file_config
 
     lp = lpips_file_config(path)  # None for a file without the save_lpips metadata
     if lp is not None:
@@ -79,12 +94,13 @@ def weights_kind(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """``(kind, config)`` of a weights file; ``ValueError`` naming the file and its model when the kind is unknown."""
     config = read_weights_config(path)
     name = config.get("name")
-    if name not in KINDS:
+    kind = kind_of(name)
+    if kind is None:
         raise ValueError(
             f"log_model: {path} holds a {name!r} model, a kind the MLflow pyfunc does not know "
-            f"(known: {', '.join(sorted(KINDS))})"
+            f"(known: {', '.join(sorted(kinds()))})"
         )
-    return KINDS[name], config
+    return kind, config
 
 
 def load_model_file(
@@ -109,10 +125,10 @@ def load_model_file(
 
 
 def image_example() -> np.ndarray:
-    """A uint8 ``(1, 32, 32, 3)`` image (a ramp in R, gray elsewhere): the default input example."""
-    example = np.full((1, 32, 32, 3), 128, np.uint8)
-    example[0, :, :, 0] = np.linspace(0, 255, 32, dtype=np.uint8)
-    return example
+    """A uint8 ``(1, 32, 32, 3)`` image: the image kinds' input example (``chromaflow.models.inference``)."""
+    from chromaflow.models.inference import image_example as example
+
+    return example()
 
 
 def lpips_example() -> np.ndarray:
@@ -146,29 +162,26 @@ def _example_array(example: Any, kind: str = "colorization") -> np.ndarray:
     return x
 
 
-def _signature(kind: str = "colorization") -> Any:
-    """The pyfunc's ``ModelSignature`` for ``kind``: any batch and size (-1), nothing frozen."""
+def _signature(name: str) -> Any:
+    """The pyfunc's ``ModelSignature`` of the model ``name`` (its description's; LPIPS: pairs -> distances)."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    image = TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))
-    inputs, outputs = {
-        "colorization": (image, image),
-        "guided": (image, image),
-        "lpips": (TensorSpec(np.dtype(np.uint8), (-1, 2, -1, -1, 3)), TensorSpec(np.dtype(np.float32), (-1,))),
-        "representation": (image, TensorSpec(np.dtype(np.float32), (-1, -1))),
-    }[kind]
+    from chromaflow.models import describe
+
+    sig = LPIPS_SIGNATURE if name in LPIPS_NAMES else describe(name).signature
+    inputs, outputs = (TensorSpec(np.dtype(dtype), shape) for dtype, shape in sig)
     return ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs]))
 
 
-def _served_size(kind: str, name: str) -> int:
-    """The network input side the archive of a colorization-kind model ``name`` is served with; for the other
-    kinds, which ignore it, ``UNUSED_SIZE``."""
-    if kind not in COLORIZING_KINDS:
-        return UNUSED_SIZE
-    from chromaflow.export.mar import served_settings
+def _served_size(name: str) -> int:
+    """The network input side the model ``name`` is served with (its description's ``served_size``); for the
+    models without one, ``UNUSED_SIZE``."""
+    from chromaflow.models import described_models
 
-    return int(served_settings(name).size)
+    description = described_models().get(name)
+    size = None if description is None else description.served_size
+    return UNUSED_SIZE if size is None else int(size)
 
 
 def _check_size(kind: str, size: int, path: Path) -> None:
@@ -205,10 +218,10 @@ def log_model(
             :func:`lpips_example`.
         metrics, eval_set: evaluation results written as version tags ``metric.<name>`` and
             ``chromaflow.eval_set`` (the frozen eval set's fingerprint), which ``promote`` compares.
-        size: the network input size of the colorization kinds (``colorize(size=...)``; siggraph17: a
-            multiple of 8); ``None``: the size its TorchServe archive is served with (``serving/*model-config.yaml``,
-            :func:`chromaflow.export.mar.served_settings`), so the registered version answers in MLflow as at
-            the endpoint. Unused by ``lpips`` and ``representation`` (which uses the model's ``input_size``).
+        size: the network input size of the colorization kinds (``predict(size=...)``; siggraph17: a
+            multiple of 8); ``None``: its description's ``served_size`` (the size its TorchServe archive is
+            served with), so the registered version answers in MLflow as at the endpoint. Unused by ``lpips``
+            and ``representation`` (which uses the model's ``input_size``).
         experiment, data, params, uri: used to open a run with lineage when none is active.
 
     Returns the MLflow ``ModelVersion`` (with ``alias`` set). Lineage tags of the run are copied onto it.
@@ -225,7 +238,7 @@ def log_model(
         raise ValueError(f"log_model: registered_name must be a non-empty string, got {registered_name!r}")
     kind, config = weights_kind(p)  # ValueError for an unreadable file or an unknown model kind
     if size is None:
-        size = _served_size(kind, config["name"])
+        size = _served_size(config["name"])
     _check_size(kind, size, p)
     x = _example_array(example, kind)
     metric_tags: dict[str, str] = {}
@@ -250,7 +263,7 @@ def log_model(
         name="model",
         python_model=str(PYFUNC_FILE),
         artifacts={"weights": str(p)},
-        signature=_signature(kind),
+        signature=_signature(config["name"]),
         input_example=x,
         model_config={"weights_sha256": sha, "size": int(size), "kind": kind},
         metadata=metadata,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from chromaflow.models.inference import pick_device
+
 log = logging.getLogger(__name__)
 
 
@@ -35,22 +37,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world > 1
-
-
-def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:local_rank`` if available, else ``mps``, else ``cpu``; else ``requested``."""
-    if requested != "auto":
-        dev = torch.device(requested)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device: {requested!r} requested but CUDA is not available")
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device("cuda", local_rank)
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def setup(device: str = "auto") -> DistInfo:
