@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.color.constants import T_ANNEAL
+from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.evaluate import metrics as M
 from chromaflow.evaluate import report as R
 from chromaflow.io import read_json, write_json, write_text
@@ -317,6 +318,7 @@ def evaluate_colorization(
     seed: int = 0,
     device: str | torch.device | None = None,
     force: bool = False,
+    upsample: str = DEFAULT_UPSAMPLE,
 ) -> dict:
     """Run the Table 2.1 protocol and write ``out/{metrics.json, report.md, report.html}``; returns the metrics.
 
@@ -334,6 +336,8 @@ def evaluate_colorization(
         t_sweep: temperatures of the sweep (0 = mode); None or () to skip.
         gallery: number of images shown in the HTML gallery.
         force: recompute even if ``out/metrics.json`` was made from the same inputs.
+        upsample: how the models' ab reaches the crop's size (``bilinear``, the thesis's protocol | ``guided``,
+            ``chromaflow.color.upsample_ab``).
 
     Returns the metrics dict: ``auc_raw``, ``auc_rebal``, ``psnr``, ``colorfulness``, ``chroma`` and
     ``class_top1`` (classifier ran) of the primary model, ``eval_set`` (sha256 of the sorted ids), ``rows``
@@ -349,6 +353,8 @@ def evaluate_colorization(
         raise ValueError(f"T must be >= 0, got {T}")
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
+    if upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample: expected one of {list(UPSAMPLE_METHODS)}, got {upsample!r}")
     models = parse_weights(weights)
     dev = _pick_device(device)
 
@@ -400,6 +406,9 @@ def evaluate_colorization(
         "classifier": clf_note,
         "classifier_sha256": clf_sha,
     }
+    # recorded only off the thesis's protocol, so its records and hashes stay as they were
+    if upsample != DEFAULT_UPSAMPLE:
+        settings["upsample"] = upsample
     inputs_hash = hashlib.sha256(json.dumps([settings, eval_set], sort_keys=True).encode()).hexdigest()
     done = out / "metrics.json"
     if not force and done.is_file() and (out / "report.md").is_file() and (out / "report.html").is_file():
@@ -453,7 +462,7 @@ def evaluate_colorization(
         sweep_out: dict[float, torch.Tensor] = {}
         for k, (name, model) in enumerate(loaded):
             t, meth = main_key
-            outs[name] = _to_uint8(colorize(model, gt, T=t, method=meth, size=size))
+            outs[name] = _to_uint8(colorize(model, gt, T=t, method=meth, size=size, upsample=upsample))
             if k == 0 and sweep_ok:
                 if model._out is not None and model._out.shape[1] == 2:
                     log.warning("T-sweep skipped: %s has a regression head (no distribution to anneal)", name)
@@ -463,7 +472,9 @@ def evaluate_colorization(
                     key = decode_of(t_s)
                     same = key == main_key
                     sweep_out[t_s] = (
-                        outs[name] if same else _to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size))
+                        outs[name]
+                        if same
+                        else _to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size, upsample=upsample))
                     )
         for name, o in outs.items():
             accs[name].update(o, gt, gt_ab, pw, clf, targets)
@@ -648,6 +659,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier-dir", default=os.environ.get("CHROMAFLOW_CLASSIFIER_DIR"),
                         help="ImageNet SqueezeNet v1.1 state_dict dir (default $CHROMAFLOW_CLASSIFIER_DIR)")  # fmt: skip
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument(
+        "--upsample",
+        default=DEFAULT_UPSAMPLE,
+        choices=UPSAMPLE_METHODS,
+        help="chroma upsampling of the models' ab: bilinear (thesis) | guided by full-res L",
+    )
     parser.add_argument("--t-sweep", default=",".join(f"{t:g}" for t in T_SWEEP), help="temperatures; '' to skip")
     parser.add_argument("--gallery", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -676,6 +693,7 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             force=args.force,
+            upsample=args.upsample,
         )
     except (FileNotFoundError, ValueError) as e:
         log.error("evaluate: %s", e)

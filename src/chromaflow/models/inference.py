@@ -36,6 +36,7 @@ def colorize(
     method: str = "annealed_mean",
     size: int = 256,
     batch_size: int = 16,
+    upsample: str = color.DEFAULT_UPSAMPLE,
 ) -> torch.Tensor:
     """Predict ab from the lightness of ``rgb`` and recombine it with the full-resolution L.
 
@@ -47,6 +48,8 @@ def colorize(
         method: ``"annealed_mean" | "mean" | "mode"`` (class head only; see ``color.decode_ab``).
         size: L is resized (square, bilinear with antialiasing) to ``size x size`` for the network.
         batch_size: images per forward pass.
+        upsample: how predicted ab reaches the photo's size: ``"bilinear"`` (thesis) | ``"guided"`` (edge-aware,
+            guided by the full-resolution L; ``color.upsample_ab``).
 
     Returns:
         float RGB ``(B, 3, H, W)`` in [0, 1] on ``rgb``'s device. Its L equals the input's L up to
@@ -70,7 +73,7 @@ def colorize(
             pred = model(((small - contract["l_cent"]) / contract["l_norm"]).to(dtype)).float()
             # (b, 2, size/4, size/4): a regression head predicts ab / ab_norm, a class head logits over Q bins
             ab = pred * contract["ab_norm"] if pred.shape[1] == 2 else color.decode_ab(pred, method=method, T=T)
-            ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+            ab = color.upsample_ab(ab, L, upsample)
             outs.append(color.lab_to_rgb(torch.cat([L, ab], dim=1)).to(rgb.device))
     finally:
         model.train(was_training)

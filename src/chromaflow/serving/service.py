@@ -51,7 +51,8 @@ class ServiceConfig:
     ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
     ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave);
     ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler,
-    :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
+    :func:`~chromaflow.serving.torchserve.limit_worker_memory`); ``upsample``: how predicted ab reaches each
+    photo's size (``bilinear`` | ``guided``, :func:`chromaflow.color.upsample_ab`).
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -59,6 +60,7 @@ class ServiceConfig:
     method: str = "annealed_mean"
     num_threads: int = 0
     max_memory_mb: int = 0
+    upsample: str = color.DEFAULT_UPSAMPLE
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
@@ -69,6 +71,10 @@ class ServiceConfig:
         cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if cfg.max_pixels < 1 or cfg.size < 8:
             raise ValueError(f"handler config: max_pixels must be >= 1 and size >= 8, got {cfg}")
+        if cfg.upsample not in color.UPSAMPLE_METHODS:
+            raise ValueError(
+                f"handler config: upsample must be one of {list(color.UPSAMPLE_METHODS)}, got {cfg.upsample!r}"
+            )
         return cfg
 
 
@@ -101,11 +107,13 @@ def lightness(img: torch.Tensor, device: torch.device | str | None = None) -> to
     return out
 
 
-def recombine(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled bilinearly) -> float
-    RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
+def recombine(L: torch.Tensor, ab: torch.Tensor, upsample: str = color.DEFAULT_UPSAMPLE) -> torch.Tensor:
+    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled by ``upsample``,
+    ``color.upsample_ab``) -> float RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as
+    one ``lab_to_rgb`` call)."""
     n, h, w = int(L.shape[0]), int(L.shape[2]), int(L.shape[3])
-    ab = F.interpolate(ab.float(), size=(h, w), mode="bilinear", align_corners=False)
+    # one image at a time: "guided" holds ~15 full-resolution planes of its image, not of the whole batch
+    ab = torch.cat([color.upsample_ab(a, l, upsample) for a, l in zip(ab.float().split(1), L.split(1), strict=True)])
     out = torch.empty(n, 3, h, w, dtype=torch.float32, device=L.device)
     for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
         out[:, :, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))
@@ -120,6 +128,7 @@ def colorize_batch(
     *,
     size: int = 256,
     method: str = "annealed_mean",
+    upsample: str = color.DEFAULT_UPSAMPLE,
 ) -> list[torch.Tensor]:
     """Colorize images of different sizes with one forward pass (same maths as ``chromaflow.models.colorize``).
 
@@ -128,10 +137,11 @@ def colorize_batch(
         images: each ``(3, H_i, W_i)`` uint8 in [0, 255] or float in [0, 1].
         T: one temperature, or one per image; ``None`` uses the contract's T.
         size: L is resized (bilinear, antialiased) to ``size x size`` for the network.
+        upsample: ``"bilinear"`` | ``"guided"`` (see :func:`recombine`).
 
     Returns:
         per image, float RGB ``(3, H_i, W_i)`` in [0, 1] on the model's device (full-resolution L,
-        predicted ab upsampled bilinearly). The full-resolution work goes in strips (:func:`lightness`,
+        predicted ab upsampled by ``upsample``). The full-resolution work goes in strips (:func:`lightness`,
         :func:`recombine`): a 12 MP image needs ~0.3 GB, not ~2.5 GB.
     """
     if not images:
@@ -163,7 +173,7 @@ def colorize_batch(
             ab = p * contract["ab_norm"]
         else:
             ab = color.decode_ab(p, method=method, T=contract["T"] if temp is None else temp)  # (n, 2, s/4, s/4)
-        for i, rgb in zip(members, recombine(L, ab), strict=True):
+        for i, rgb in zip(members, recombine(L, ab, upsample), strict=True):
             outs[i] = rgb
     return outs
 
@@ -278,7 +288,9 @@ class ColorizeService(ModelService):
 
         def compute(jobs: Sequence[tuple[int, DecodedImage, Options]]) -> list[torch.Tensor]:
             imgs, temps = [img.rgb for _, img, _ in jobs], [o.T for _, _, o in jobs]
-            return colorize_batch(self.model, imgs, temps, size=self.config.size, method=self.config.method)
+            return colorize_batch(
+                self.model, imgs, temps, size=self.config.size, method=self.config.method, upsample=self.config.upsample
+            )
 
         for (i, img, opts), rgb in zip(ok, run_isolated("colorize batch", compute, ok), strict=True):
             if isinstance(rgb, Response):

@@ -7,7 +7,8 @@ artifact ``weights`` (sha256-checked against ``model_config["weights_sha256"]``)
 (``registry.KINDS``, from the config name stored in the weights). ``predict`` by kind:
 
 - ``colorization`` (eccv16): uint8 ``(N, H, W, 3)`` RGB (or gray as three equal channels; only L is used)
-  -> colorized uint8 ``(N, H, W, 3)`` (the input's L, predicted ab; ``chromaflow.models.colorize``).
+  -> colorized uint8 ``(N, H, W, 3)`` (the input's L, predicted ab; ``chromaflow.models.colorize``; ab upsampled
+  as ``model_config["upsample"]`` says: ``bilinear``, the default, or ``guided``).
 - ``guided`` (siggraph17): same input and output, automatic mode: no local and no global hints, through
   ``chromaflow.serving.guided.guided_batch`` (the serving no-hint path) at ``model_config["size"]``.
 - ``lpips``: uint8 ``(N, 2, H, W, 3)`` pairs (H, W >= the backbone's minimum) -> float32 ``(N,)`` LPIPS
@@ -33,13 +34,13 @@ def _images(model_input) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _colorize(model, x: np.ndarray, size: int) -> np.ndarray:
+def _colorize(model, x: np.ndarray, size: int, upsample: str = "bilinear") -> np.ndarray:
     import torch
 
     from chromaflow.models import colorize
 
     rgb = torch.from_numpy(x).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-    out = colorize(model, rgb, size=size, batch_size=BATCH)  # (N, 3, H, W) float [0, 1]
+    out = colorize(model, rgb, size=size, batch_size=BATCH, upsample=upsample)  # (N, 3, H, W) float [0, 1]
     return (out * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -108,6 +109,7 @@ class ChromaflowModel(PythonModel):
 
         cfg = dict(context.model_config or {})
         self.size = int(cfg.get("size", 256))
+        self.options = {"upsample": str(cfg["upsample"])} if "upsample" in cfg else {}  # colorization only
         self.kind, self.model, _ = load_model_file(context.artifacts["weights"], cfg.get("weights_sha256"))
         if cfg.get("kind", self.kind) != self.kind:
             raise ValueError(f"model_config kind {cfg['kind']!r} but the weights hold a {self.kind!r} model")
@@ -115,7 +117,7 @@ class ChromaflowModel(PythonModel):
     # no type hints on predict: MLflow would read them as a schema; the logged signature is the schema
     def predict(self, context, model_input, params=None):
         x = model_input if self.kind == "lpips" else _images(model_input)
-        return PREDICT[self.kind](self.model, x, self.size)
+        return PREDICT[self.kind](self.model, x, self.size, **self.options)
 
 
 ColorizerModel = ChromaflowModel  # the class's former name

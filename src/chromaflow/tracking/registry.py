@@ -170,6 +170,13 @@ def _served_size(kind: str, name: str) -> int:
     return int(served_settings(name).size)
 
 
+def _served_upsample(name: str) -> str:
+    """The chroma upsampling the archive of colorization model ``name`` is served with."""
+    from chromaflow.export.mar import served_settings
+
+    return str(served_settings(name).upsample)
+
+
 def _check_size(kind: str, size: int, path: Path) -> None:
     """``size`` is the network input side of the colorization kinds (guided: a multiple of 8)."""
     if kind == "colorization" and int(size) < 8:
@@ -187,6 +194,7 @@ def log_model(
     eval_set: str | None = None,
     alias: str = CHALLENGER,
     size: int | None = None,
+    upsample: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     data: str | os.PathLike | None = None,
     params: Mapping[str, Any] | None = None,
@@ -208,6 +216,8 @@ def log_model(
             multiple of 8); ``None``: the size its TorchServe archive is served with (``serving/*model-config.yaml``,
             :func:`chromaflow.export.mar.served_settings`), so the registered version answers in MLflow as at
             the endpoint. Unused by ``lpips`` and ``representation`` (which uses the model's ``input_size``).
+        upsample: chroma upsampling of the ``colorization`` kind (``bilinear`` | ``guided``,
+            ``chromaflow.color.upsample_ab``); ``None``: the served one. Other kinds: must be ``None``.
         experiment, data, params, uri: used to open a run with lineage when none is active.
 
     Returns the MLflow ``ModelVersion`` (with ``alias`` set). Lineage tags of the run are copied onto it.
@@ -226,6 +236,12 @@ def log_model(
     if size is None:
         size = _served_size(kind, config["name"])
     _check_size(kind, size, p)
+    if upsample is not None and kind != "colorization":
+        raise ValueError(f"log_model: {p}: upsample applies to the colorization kind only, not {kind!r}")
+    from chromaflow.color import UPSAMPLE_METHODS
+
+    if upsample is not None and upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"log_model: upsample must be one of {list(UPSAMPLE_METHODS)}, got {upsample!r}")
     x = _example_array(example, kind)
     metric_tags: dict[str, str] = {}
     for k, v in (metrics or {}).items():
@@ -237,7 +253,9 @@ def log_model(
 
     if mlflow.active_run() is None:
         with open_run(experiment, run_name=f"register-{registered_name}", params=params, data=data, uri=uri):
-            return log_model(p, registered_name, x, metrics=metrics, eval_set=eval_set, alias=alias, size=size)
+            return log_model(
+                p, registered_name, x, metrics=metrics, eval_set=eval_set, alias=alias, size=size, upsample=upsample
+            )
     resolved = configure(uri) if uri else mlflow.get_tracking_uri()
     run = mlflow.active_run()
     client = MlflowClient(tracking_uri=resolved, registry_uri=resolved)
@@ -251,7 +269,8 @@ def log_model(
         artifacts={"weights": str(p)},
         signature=_signature(kind),
         input_example=x,
-        model_config={"weights_sha256": sha, "size": int(size), "kind": kind},
+        model_config={"weights_sha256": sha, "size": int(size), "kind": kind}
+        | ({"upsample": upsample or _served_upsample(config["name"])} if kind == "colorization" else {}),
         metadata=metadata,
         pip_requirements=[f"mlflow=={mlflow.__version__}", "torch", "numpy", "safetensors", "chromaflow"],
     )
