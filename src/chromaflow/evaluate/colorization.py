@@ -39,6 +39,7 @@ from chromaflow.color.constants import T_ANNEAL
 from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.evaluate import metrics as M
 from chromaflow.evaluate import report as R
+from chromaflow.evaluate.bootstrap import BOOTSTRAP_REPS, CI_LEVEL, percentile_interval, resample_counts
 from chromaflow.io import read_json, write_json, write_text
 from chromaflow.logs import progress
 
@@ -58,7 +59,7 @@ THESIS_TABLE = {
     "Ours (class)": (91.6, 65.1, 56.6),
     "Ours (full)": (89.5, 67.3, 56.0),
 }
-_VERSION = 1  # bump when the protocol changes (invalidates up-to-date checks)
+_VERSION = 2  # bump when the protocol changes (invalidates up-to-date checks)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -247,7 +248,7 @@ def _pick_device(device: str | torch.device | None) -> torch.device:
 
 @dataclass
 class _Acc:
-    """Running metrics of one row."""
+    """Running metrics of one row, and per image what the bootstrap intervals resample."""
 
     raw: M.AucMeter = field(default_factory=M.AucMeter)
     rebal: M.AucMeter = field(default_factory=M.AucMeter)
@@ -256,24 +257,36 @@ class _Acc:
     chroma: list[float] = field(default_factory=list)
     correct: int = 0
     labeled: int = 0
+    hists_raw: list[np.ndarray] = field(default_factory=list)  # per image: AucMeter histogram
+    hists_rebal: list[np.ndarray] = field(default_factory=list)
+    hits: list[float] = field(default_factory=list)  # per image: 1 / 0 classified right / wrong, nan unlabeled
 
     def update(self, out: torch.Tensor, gt: torch.Tensor, gt_ab: torch.Tensor, pw: torch.Tensor, clf, targets):
         from chromaflow.color import rgb_to_lab
 
         ab = gt_ab if out is gt else rgb_to_lab(out)[:, 1:]
-        self.raw.update(ab, gt_ab)
-        self.rebal.update(ab, gt_ab, pw)
+        for j in range(ab.shape[0]):
+            for meter, hists, w in ((self.raw, self.hists_raw, None), (self.rebal, self.hists_rebal, pw[j : j + 1])):
+                one = M.AucMeter(meter.max_threshold)
+                one.update(ab[j : j + 1], gt_ab[j : j + 1], w)
+                meter.hist += one.hist
+                hists.append(one.hist.numpy())
         self.psnr += M.psnr(out, gt).tolist()
         self.m3 += M.colorfulness_m3(out).tolist()
         self.chroma += M.mean_chroma(ab).tolist()
+        hits = [math.nan] * len(targets)
         if clf is not None:
             has = targets >= 0
             if has.any():
                 from chromaflow.evaluate.classifier import classify
 
                 pred = classify(clf, out[has]).argmax(1).to(targets.device)
-                self.correct += int((pred == targets[has]).sum())
+                ok = (pred == targets[has]).tolist()
+                for k, j in enumerate(torch.nonzero(has).flatten().tolist()):
+                    hits[j] = float(ok[k])
+                self.correct += int(sum(ok))
                 self.labeled += int(has.sum())
+        self.hits += hits
 
     def summary(self) -> dict[str, float | None]:
         return {
@@ -284,6 +297,46 @@ class _Acc:
             "chroma": M.mean_or_nan(self.chroma),
             "class_top1": 100.0 * self.correct / self.labeled if self.labeled else None,
         }
+
+    def resampled(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric over the resamples ``counts (reps, n)``: pooled AuC, mean PSNR (finite), top-1 (labeled)."""
+        out = {}
+        for key, hists in (("auc_raw", self.hists_raw), ("auc_rebal", self.hists_rebal)):
+            pooled = counts @ np.stack(hists)  # (reps, T + 2)
+            out[key] = np.cumsum(pooled, 1)[:, :-1].mean(1) / pooled.sum(1) * 100.0
+        psnr = np.asarray(self.psnr, dtype=np.float64)
+        if np.isfinite(psnr).all():
+            out["psnr"] = counts @ psnr / len(psnr)
+        hits = np.asarray(self.hits, dtype=np.float64)
+        labeled = ~np.isnan(hits)
+        if labeled.any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["class_top1"] = 100.0 * (counts @ np.nan_to_num(hits)) / (counts @ labeled)
+        return out
+
+
+def bootstrap_rows(accs: Mapping[str, _Acc], n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, Any]:
+    """95% bootstrap intervals of every row's metrics, and of each row's difference to Gray on the same resamples
+    (paired: one set of image resamples for all rows). ``{"reps", "level", "rows": {name: {metric: [lo, hi]}},
+    "minus_gray": {name: {metric: [diff, lo, hi]}}}``."""
+    counts = resample_counts(n, reps, seed)
+    samples = {name: acc.resampled(counts) for name, acc in accs.items()}
+    result: dict[str, Any] = {"reps": reps, "level": CI_LEVEL, "rows": {}, "minus_gray": {}}
+    for name, smp in samples.items():
+        result["rows"][name] = {k: list(percentile_interval(v[np.isfinite(v)])) for k, v in smp.items()}
+    gray = samples.get("Gray")
+    if gray is not None:
+        points = {name: acc.summary() for name, acc in accs.items()}
+        for name, smp in samples.items():
+            if name in ("Gray", "Ground truth"):
+                continue
+            diffs = {}
+            for k in smp.keys() & gray.keys():
+                d = smp[k] - gray[k]
+                if points[name][k] is not None and points["Gray"][k] is not None:
+                    diffs[k] = [points[name][k] - points["Gray"][k], *percentile_interval(d[np.isfinite(d)])]
+            result["minus_gray"][name] = diffs
+    return result
 
 
 def _json_safe(obj: Any) -> Any:
@@ -499,6 +552,7 @@ def evaluate_colorization(
     result: dict[str, Any] = {
         "eval_set": eval_set,
         "n_images": len(items),
+        "bootstrap": bootstrap_rows(accs, len(items), seed=seed),
         "ids": [it.id for it in items],
         "excluded": excluded,
         "rows": rows,
@@ -555,6 +609,42 @@ def _thesis_rows() -> list[list]:
     return [[k, *v] for k, v in THESIS_TABLE.items()]
 
 
+_CI_KEYS = (("auc_raw", "AuC non-rebal"), ("auc_rebal", "AuC rebal"), ("class_top1", "Class top-1"), ("psnr", "PSNR"))
+
+
+def _ci_lines(result: dict, rows_order: Sequence[str]) -> list[str]:
+    """Markdown: 95% bootstrap intervals per row, and each row minus Gray (paired; significant if 0 is outside)."""
+    b = result.get("bootstrap")
+    if not b:
+        return []
+
+    def cell(v):
+        return "-" if v is None else "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+
+    def diff(v):
+        if v is None:
+            return "-"
+        star = " *" if v[1] > 0 or v[2] < 0 else ""
+        return f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]{star}"
+
+    keys = [(k, h) for k, h in _CI_KEYS if any(k in b["rows"].get(n, {}) for n in rows_order)]
+    head = ["Method", *[h for _, h in keys]]
+    lines = [
+        f"{round(100 * b['level'])}% bootstrap intervals ({b['reps']} resamples of the images):",
+        "",
+        R.markdown_table([[n, *[cell(b["rows"][n].get(k)) for k, _ in keys]] for n in rows_order if n in b["rows"]],
+                         head),
+    ]  # fmt: skip
+    if b["minus_gray"]:
+        lines += [
+            "",
+            "Row minus Gray on the same resamples (paired); * = the interval excludes 0:",
+            "",
+            R.markdown_table([[n, *[diff(d.get(k)) for k, _ in keys]] for n, d in b["minus_gray"].items()], head),
+        ]
+    return lines + [""]
+
+
 def _markdown(result: dict, rows_order: Sequence[str]) -> str:
     s = result["settings"]
     lines = [
@@ -567,6 +657,8 @@ def _markdown(result: dict, rows_order: Sequence[str]) -> str:
         f"- excluded: {len(result['excluded'])} images (listed in metrics.json)",
         "",
         R.markdown_table(_table_rows(result, rows_order), _COLUMNS),
+        "",
+        *_ci_lines(result, rows_order),
     ]
     if result["t_sweep"]:
         lines += [
