@@ -131,13 +131,37 @@ def summarize(res: dict, counts: np.ndarray) -> dict:
     return out
 
 
+_COLS = (("auc_raw", "AuC raw (%)"), ("auc_rebal", "AuC rebal (%)"), ("psnr", "PSNR (dB)"), ("lpips", "LPIPS"),
+         ("ab_err_near", "ab err near edges"), ("ab_err_far", "ab err away"))  # fmt: skip
+
+
+def to_markdown(report: dict) -> str:
+    """One table per set: each method's value [95% interval], then the paired difference."""
+    lines = []
+    for name, s in report.get("sets", {}).items():
+        rows = [m for m in s if m != "n_images"]
+        cols = [(k, h) for k, h in _COLS if k in s[rows[0]]]
+        lines += [f"**{name}** ({s['n_images']} photos)", "", "| | " + " | ".join(h for _, h in cols) + " |",
+                  "|---|" + "---|" * len(cols)]  # fmt: skip
+        for m in rows:
+            sign = "+" if " - " in m else ""
+            lines.append(f"| {m} | " + " | ".join(
+                f"{s[m][k][0]:{sign}.3f} [{s[m][k][1]:{sign}.3f}, {s[m][k][2]:{sign}.3f}]" for k, _ in cols) + " |")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tune", action="store_true", help="grid of radius x eps on BSDS500 val (no test set)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--max-images", type=int, default=None, help="first N photos of each set (smoke runs)")
     ap.add_argument("--no-lpips", action="store_true")
+    ap.add_argument("--markdown", type=Path, default=None, help="print the tables of a JSON written by --out")
     args = ap.parse_args()
+    if args.markdown:
+        print(to_markdown(json.loads(args.markdown.read_text())))
+        return 0
     torch.set_grad_enabled(False)
     model, card = load_shipped("colorization")
     from chromaflow.export.mar import served_settings
@@ -178,6 +202,8 @@ def main() -> int:
             for m, row in s.items():
                 if m != "n_images":
                     print(f"  {m:20s} " + "  ".join(f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in row.items()))
+            if args.out:  # after each set: a long run keeps what it has measured
+                args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -24,8 +24,9 @@ from chromaflow.color.constants import L_NORM
 
 UPSAMPLE_METHODS = ("bilinear", "guided")
 DEFAULT_UPSAMPLE = "bilinear"  # the thesis's protocol
-# Guided-filter window radius in cells of the predicted ab grid (radius px = this x the upsampling factor).
-# Chosen on BSDS500 val (not a test set) by bench/upsampling.py --tune; see docs/upsampling.md.
+# Guided-filter window radius in cells of the predicted ab grid (radius px = this x the upsampling factor): one
+# cell, the reach of bilinear interpolation between neighbouring predictions. Set a priori, not tuned on any test
+# set (`bench/upsampling.py --tune` grids radius x eps on BSDS500 val; docs/upsampling.md).
 GUIDED_RADIUS_CELLS = 1.0
 # Regularizer eps on the guide I = L / 100 in [0, 1]: windows whose L varies by much less than
 # sqrt(eps) * 100 L units keep the bilinear ab (a ~ 0), stronger L edges carry an ab edge.
