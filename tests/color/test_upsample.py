@@ -129,7 +129,7 @@ def test_gradients_finite_and_gradcheck():
     assert torch.autograd.gradcheck(lambda a, l: upsample_ab(a, l, "guided", eps=1e-2), (ab, Lg))
     out = upsample_ab(ab.float(), L.float().requires_grad_(True), "guided")
     out.square().sum().backward()
-    assert torch.isfinite(ab.grad).all() if ab.grad is not None else True
+    assert ab.grad is not None and torch.isfinite(ab.grad).all() and ab.grad.abs().sum() > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
