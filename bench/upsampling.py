@@ -145,8 +145,9 @@ def to_markdown(report: dict) -> str:
                   "|---|" + "---|" * len(cols)]  # fmt: skip
         for m in rows:
             sign = "+" if " - " in m else ""
+            fmt = {k: f"{sign}.{4 if k == 'lpips' else 2}f" for k, _ in cols}
             lines.append(f"| {m} | " + " | ".join(
-                f"{s[m][k][0]:{sign}.3f} [{s[m][k][1]:{sign}.3f}, {s[m][k][2]:{sign}.3f}]" for k, _ in cols) + " |")  # fmt: skip
+                f"{s[m][k][0]:{fmt[k]}} [{s[m][k][1]:{fmt[k]}}, {s[m][k][2]:{fmt[k]}}]" for k, _ in cols) + " |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 
