@@ -315,15 +315,21 @@ class _Acc:
         return out
 
 
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
 def bootstrap_rows(accs: Mapping[str, _Acc], n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, Any]:
     """95% bootstrap intervals of every row's metrics, and of each row's difference to Gray on the same resamples
     (paired: one set of image resamples for all rows). ``{"reps", "level", "rows": {name: {metric: [lo, hi]}},
     "minus_gray": {name: {metric: [diff, lo, hi]}}}``."""
+    # intervals rounded to 1e-6: BLAS may sum the weighted histograms in another order on another CPU, and the
+    # DVC-hashed metrics.json should not change with the last bits
     counts = resample_counts(n, reps, seed)
     samples = {name: acc.resampled(counts) for name, acc in accs.items()}
     result: dict[str, Any] = {"reps": reps, "level": CI_LEVEL, "rows": {}, "minus_gray": {}}
     for name, smp in samples.items():
-        result["rows"][name] = {k: list(percentile_interval(v[np.isfinite(v)])) for k, v in smp.items()}
+        result["rows"][name] = {k: _rounded(percentile_interval(v[np.isfinite(v)])) for k, v in smp.items()}
     gray = samples.get("Gray")
     if gray is not None:
         points = {name: acc.summary() for name, acc in accs.items()}
@@ -334,7 +340,7 @@ def bootstrap_rows(accs: Mapping[str, _Acc], n: int, reps: int = BOOTSTRAP_REPS,
             for k in smp.keys() & gray.keys():
                 d = smp[k] - gray[k]
                 if points[name][k] is not None and points["Gray"][k] is not None:
-                    diffs[k] = [points[name][k] - points["Gray"][k], *percentile_interval(d[np.isfinite(d)])]
+                    diffs[k] = _rounded((points[name][k] - points["Gray"][k], *percentile_interval(d[np.isfinite(d)])))
             result["minus_gray"][name] = diffs
     return result
 
