@@ -192,3 +192,24 @@ def test_classifier_ground_truth_beats_gray_50_images(tmp_path, shared_datasets)
     rows = m["rows"]
     assert rows["Ground truth"]["class_top1"] > rows["Gray"]["class_top1"], rows
     assert rows["Ground truth"]["class_top1"] >= 40
+
+
+def test_bootstrap_intervals_bracket_the_rows_and_pair_with_gray(tmp_path, shared_datasets, tiny_weights):
+    """Every row gets 95% intervals that contain its point value; a one-image set has no spread; Ours - Gray is
+    the difference of the rows (paired resamples)."""
+    kw = dict(size=64, classifier_dir=_classifier_dir(shared_datasets), t_sweep=None, device="cpu", gallery=0)
+    data = shared_datasets / "imagenet-sample-1000"
+    m = evaluate_colorization(str(tiny_weights[0]), data, tmp_path / "e", max_images=6, **kw)
+    b = m["bootstrap"]
+    assert b["level"] == 0.95 and b["reps"] == 10_000
+    for name, row in m["rows"].items():
+        for key, (lo, hi) in b["rows"][name].items():
+            assert lo - 1e-9 <= row[key] <= hi + 1e-9, (name, key, lo, row[key], hi)
+    assert b["rows"]["Ground truth"]["auc_raw"] == [100.0, 100.0]
+    d = b["minus_gray"]["Ours"]["auc_rebal"]
+    assert d[0] == pytest.approx(m["rows"]["Ours"]["auc_rebal"] - m["rows"]["Gray"]["auc_rebal"])
+    assert d[1] <= d[0] <= d[2] and "Ground truth" not in b["minus_gray"]
+    assert "bootstrap intervals" in (tmp_path / "e" / "report.md").read_text()
+    one = evaluate_colorization(str(tiny_weights[0]), data, tmp_path / "one", max_images=1, **kw)
+    for name, row in one["rows"].items():
+        assert one["bootstrap"]["rows"][name]["auc_rebal"] == pytest.approx([row["auc_rebal"]] * 2)

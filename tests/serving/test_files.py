@@ -111,7 +111,24 @@ def test_bad_models_and_options_are_refused_before_any_work(photos, tmp_path):
         colorize_files([photos / "a.jpg"], tmp_path / "o", T=0.0)
     with pytest.raises(ValueError, match="device 'bogus'"):
         colorize_files([photos / "a.jpg"], tmp_path / "o", device="bogus")
+    with pytest.raises(ValueError, match="--upsample applies to the automatic"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", model="guided", upsample="guided")
+    with pytest.raises(ValueError, match="upsample must be one of .*'bicubic'"):
+        colorize_files([photos / "a.jpg"], tmp_path / "o", upsample="bicubic")
     assert not (tmp_path / "o").exists()
+
+
+def test_upsample_option_reaches_the_photo(photos, tmp_path):
+    """``--upsample guided``: the file equals the library's guided result at the served size, and the manifest says so."""
+    m = colorize_files([photos / "a.jpg"], tmp_path / "g", upsample="guided")
+    assert m["settings"]["upsample"] == "guided"
+    served = served_settings("eccv16")
+    model = load_weights(shipped_weights("colorization")[0])
+    rgb = torch.from_numpy(np.array(Image.open(photos / "a.jpg").convert("RGB"))).permute(2, 0, 1)[None]
+    ref = colorize(model, rgb, size=served.size, method=served.method, upsample="guided")[0]
+    got = torch.from_numpy(np.array(Image.open(tmp_path / "g" / "a.png"))).permute(2, 0, 1).float() / 255
+    assert (got - ref).abs().max() <= 1 / 255 + 1e-6
+    assert not torch.allclose(ref, colorize(model, rgb, size=served.size, method=served.method)[0], atol=1 / 255)
 
 
 def test_cli_exit_codes(photos, tmp_path, capsys, caplog):

@@ -13,7 +13,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 from tests.serving.conftest import encode, random_rgb, tiny_model
 
-from chromaflow.models import colorize
+from chromaflow.models import colorize, create_model
 from chromaflow.serving import ColorizeService, Request, colorize_batch, handle_torchserve
 
 SIZES = [(37, 53), (64, 64), (120, 90), (31, 200)]
@@ -38,6 +38,30 @@ def test_mixed_sizes_in_one_batch_equal_each_alone_and_models_colorize(model):
         assert out.shape == img.shape
         torch.testing.assert_close(out, alone, atol=1e-4, rtol=0)
         torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+def test_guided_upsampling_same_in_service_and_library_and_differs_from_bilinear():
+    """``upsample="guided"`` reaches recombine: batched == alone == ``models.colorize``; and it changes the output."""
+    torch.manual_seed(1)
+    model = create_model("eccv16", width=1 / 16).eval()  # unbiased head: its ab varies over the image
+    imgs = [torch.from_numpy(random_rgb(h, w, seed=i)).permute(2, 0, 1) for i, (h, w) in enumerate(SIZES)]
+    batched = colorize_batch(model, imgs, size=32, upsample="guided")
+    for img, out in zip(imgs, batched, strict=True):
+        ref = colorize(model, img[None], size=32, upsample="guided")[0]
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+        assert (out - colorize(model, img[None], size=32)[0]).abs().max() > 1e-5  # bilinear: identical ops
+    svc = ColorizeService(model, {"size": 32, "upsample": "guided"})
+    res = svc.handle([Request(encode(random_rgb(48, 40, 7)), "image/png")])[0]
+    want = colorize(model, torch.from_numpy(random_rgb(48, 40, 7)).permute(2, 0, 1)[None], size=32, upsample="guided")
+    got = torch.from_numpy(np.asarray(Image.open(io.BytesIO(res.body)).convert("RGB"))).permute(2, 0, 1)
+    assert (got.float() - (want[0] * 255).round()).abs().max() <= 1
+
+
+def test_unknown_upsample_refused_with_its_name(model):
+    with pytest.raises(ValueError, match="upsample must be one of .*'bicubic'"):
+        ColorizeService(model, {"upsample": "bicubic"})
+    with pytest.raises(ValueError, match="unknown method 'bicubic'"):
+        colorize(model, torch.zeros(1, 3, 16, 16), size=16, upsample="bicubic")
 
 
 def test_output_keeps_the_input_lightness(model, sample_dir):

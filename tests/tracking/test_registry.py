@@ -138,6 +138,7 @@ def test_pyfunc_from_code_no_pickle(uri, registered, model_name, example, tmp_pa
     assert '"uint8"' in sig_in and "-1" in sig_in
 
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@challenger")
+    assert pyfunc.model_config["upsample"] == "bilinear"  # the served default (serving/model-config.yaml)
     batch = np.random.default_rng(1).integers(0, 256, (2, 40, 36, 3), dtype=np.uint8)
     out = pyfunc.predict(batch)
     assert out.dtype == np.uint8 and out.shape == batch.shape
@@ -296,7 +297,7 @@ def test_representation_pyfunc_pools_splitbrain_conv5(uri, kinds, kind_files):
     assert pyfunc.predict(batch[:1, :20, :28]).shape == (1, conv5.shape[1])  # other sizes: resized to input_size
 
 
-def test_unknown_kind_is_refused_at_registration(uri, tmp_path, kind_files):
+def test_unknown_kind_is_refused_at_registration(uri, tmp_path, kind_files, weights):
     from mlflow import MlflowClient
     from torch import nn
 
@@ -312,7 +313,37 @@ def test_unknown_kind_is_refused_at_registration(uri, tmp_path, kind_files):
     assert not client.search_registered_models(filter_string=f"name = '{model_name}'")
     with pytest.raises(ValueError, match="multiple of 8"):
         log_model(kind_files["siggraph17"], model_name, None, size=36, uri=uri)
+    with pytest.raises(ValueError, match="upsample applies to the colorization kind only, not 'guided'"):
+        log_model(kind_files["siggraph17"], model_name, None, upsample="guided", uri=uri)
+    with pytest.raises(ValueError, match="upsample must be one of .*'bicubic'"):
+        log_model(weights, model_name, None, upsample="bicubic", uri=uri)
     assert not client.search_registered_models(filter_string=f"name = '{model_name}'")
+
+
+def test_colorization_pyfunc_with_guided_upsampling_equals_the_library(uri, tmp_path):
+    """``log_model(upsample="guided")`` reaches the pyfunc's predict: the same pixels as ``colorize(upsample=...)``."""
+    import mlflow
+    import torch
+
+    torch.manual_seed(3)
+    net = models.create_model("eccv16", width=1 / 16).eval()
+    with torch.no_grad():
+        net.head.weight.mul_(50.0)  # logits that vary over the image: ab with structure to upsample
+    path = tmp_path / "eccv16.safetensors"
+    models.save_weights(net, path)
+    name = f"test-guided-up-{uuid.uuid4().hex[:8]}"
+    log_model(path, name, None, size=32, upsample="guided", uri=uri)
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
+    assert pyfunc.model_config["upsample"] == "guided"
+    batch = np.random.default_rng(2).integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
+    net = models.load_weights(path)
+    rgb = torch.from_numpy(batch).permute(0, 3, 1, 2)
+    want = (models.colorize(net, rgb, size=32, upsample="guided") * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    bilinear = (models.colorize(net, rgb, size=32) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    got = pyfunc.predict(batch)
+    assert np.abs(got.astype(int) - want.numpy().astype(int)).max() <= 1
+    assert not np.array_equal(want.numpy(), bilinear.numpy())  # the option changes the pixels
 
 
 def test_defining_the_pyfunc_model_raises_no_type_hint_warning():

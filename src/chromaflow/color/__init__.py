@@ -9,6 +9,7 @@ from chromaflow.color.encode import encode_hard, encode_soft, soft_cross_entropy
 from chromaflow.color.gamut import ab_bins, ab_bins_numpy, derive_ab_bins
 from chromaflow.color.lab import LabToRgb, RgbToLab, lab_to_rgb, rgb_to_lab
 from chromaflow.color.prior import load_prior, rebalance_weights, smooth_prior
+from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS, upsample_ab
 
 __all__ = [
     # contract (docs/contracts.md)
@@ -27,4 +28,7 @@ __all__ = [
     "LabToRgb",
     "ab_bins_numpy",
     "derive_ab_bins",
+    "upsample_ab",
+    "UPSAMPLE_METHODS",
+    "DEFAULT_UPSAMPLE",
 ]

@@ -34,7 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.color.constants import T_ANNEAL
+from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.evaluate import metrics as M
+from chromaflow.evaluate.bootstrap import BOOTSTRAP_REPS, CI_LEVEL, percentile_interval, resample_counts
 from chromaflow.evaluate.colorization_report import html_report, markdown_report
 from chromaflow.evaluate.eval_set import eval_set_fingerprint, load_eval_items, load_rgb, to_uint8
 from chromaflow.io import read_json, write_json, write_text
@@ -47,7 +49,7 @@ T_SWEEP = (1.0, 0.77, 0.58, 0.38, 0.29, 0.14, 0.0)  # thesis Fig. 2.4; T = 0 mea
 BASELINES = ("ground_truth", "gray", "random")
 BASELINE_NAMES = {"ground_truth": "Ground truth", "gray": "Gray", "random": "Random"}
 # Thesis Table 2.1 (ImageNet val 10k, VGG-16 top-1) for reference beside our numbers.
-_VERSION = 1  # bump when the protocol changes (invalidates up-to-date checks)
+_VERSION = 2  # bump when the protocol changes (invalidates up-to-date checks)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -116,7 +118,7 @@ def _sha256(path: Path) -> str:
 
 @dataclass
 class _Acc:
-    """Running metrics of one row."""
+    """Running metrics of one row, and per image what the bootstrap intervals resample."""
 
     raw: M.AucMeter = field(default_factory=M.AucMeter)
     rebal: M.AucMeter = field(default_factory=M.AucMeter)
@@ -125,24 +127,36 @@ class _Acc:
     chroma: list[float] = field(default_factory=list)
     correct: int = 0
     labeled: int = 0
+    hists_raw: list[np.ndarray] = field(default_factory=list)  # per image: AucMeter histogram
+    hists_rebal: list[np.ndarray] = field(default_factory=list)
+    hits: list[float] = field(default_factory=list)  # per image: 1 / 0 classified right / wrong, nan unlabeled
 
     def update(self, out: torch.Tensor, gt: torch.Tensor, gt_ab: torch.Tensor, pw: torch.Tensor, clf, targets):
         from chromaflow.color import rgb_to_lab
 
         ab = gt_ab if out is gt else rgb_to_lab(out)[:, 1:]
-        self.raw.update(ab, gt_ab)
-        self.rebal.update(ab, gt_ab, pw)
+        for j in range(ab.shape[0]):
+            for meter, hists, w in ((self.raw, self.hists_raw, None), (self.rebal, self.hists_rebal, pw[j : j + 1])):
+                one = M.AucMeter(meter.max_threshold)
+                one.update(ab[j : j + 1], gt_ab[j : j + 1], w)
+                meter.hist += one.hist
+                hists.append(one.hist.numpy())
         self.psnr += M.psnr(out, gt).tolist()
         self.m3 += M.colorfulness_m3(out).tolist()
         self.chroma += M.mean_chroma(ab).tolist()
+        hits = [math.nan] * len(targets)
         if clf is not None:
             has = targets >= 0
             if has.any():
                 from chromaflow.evaluate.classifier import classify
 
                 pred = classify(clf, out[has]).argmax(1).to(targets.device)
-                self.correct += int((pred == targets[has]).sum())
+                ok = (pred == targets[has]).tolist()
+                for k, j in enumerate(torch.nonzero(has).flatten().tolist()):
+                    hits[j] = float(ok[k])
+                self.correct += int(sum(ok))
                 self.labeled += int(has.sum())
+        self.hits += hits
 
     def summary(self) -> dict[str, float | None]:
         return {
@@ -153,6 +167,52 @@ class _Acc:
             "chroma": M.mean_or_nan(self.chroma),
             "class_top1": 100.0 * self.correct / self.labeled if self.labeled else None,
         }
+
+    def resampled(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric over the resamples ``counts (reps, n)``: pooled AuC, mean PSNR (finite), top-1 (labeled)."""
+        out = {}
+        for key, hists in (("auc_raw", self.hists_raw), ("auc_rebal", self.hists_rebal)):
+            pooled = counts @ np.stack(hists)  # (reps, T + 2)
+            out[key] = np.cumsum(pooled, 1)[:, :-1].mean(1) / pooled.sum(1) * 100.0
+        psnr = np.asarray(self.psnr, dtype=np.float64)
+        if np.isfinite(psnr).all():
+            out["psnr"] = counts @ psnr / len(psnr)
+        hits = np.asarray(self.hits, dtype=np.float64)
+        labeled = ~np.isnan(hits)
+        if labeled.any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["class_top1"] = 100.0 * (counts @ np.nan_to_num(hits)) / (counts @ labeled)
+        return out
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
+def bootstrap_rows(accs: Mapping[str, _Acc], n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, Any]:
+    """95% bootstrap intervals of every row's metrics, and of each row's difference to Gray on the same resamples
+    (paired: one set of image resamples for all rows). ``{"reps", "level", "rows": {name: {metric: [lo, hi]}},
+    "minus_gray": {name: {metric: [diff, lo, hi]}}}``."""
+    # intervals rounded to 1e-6: BLAS may sum the weighted histograms in another order on another CPU, and the
+    # DVC-hashed metrics.json should not change with the last bits
+    counts = resample_counts(n, reps, seed)
+    samples = {name: acc.resampled(counts) for name, acc in accs.items()}
+    result: dict[str, Any] = {"reps": reps, "level": CI_LEVEL, "rows": {}, "minus_gray": {}}
+    for name, smp in samples.items():
+        result["rows"][name] = {k: _rounded(percentile_interval(v[np.isfinite(v)])) for k, v in smp.items()}
+    gray = samples.get("Gray")
+    if gray is not None:
+        points = {name: acc.summary() for name, acc in accs.items()}
+        for name, smp in samples.items():
+            if name in ("Gray", "Ground truth"):
+                continue
+            diffs = {}
+            for k in smp.keys() & gray.keys():
+                d = smp[k] - gray[k]
+                if points[name][k] is not None and points["Gray"][k] is not None:
+                    diffs[k] = _rounded((points[name][k] - points["Gray"][k], *percentile_interval(d[np.isfinite(d)])))
+            result["minus_gray"][name] = diffs
+    return result
 
 
 def _json_safe(obj: Any) -> Any:
@@ -187,6 +247,7 @@ def evaluate_colorization(
     seed: int = 0,
     device: str | torch.device | None = None,
     force: bool = False,
+    upsample: str = DEFAULT_UPSAMPLE,
 ) -> dict:
     """Run the Table 2.1 protocol and write ``out/{metrics.json, report.md, report.html}``; returns the metrics.
 
@@ -204,6 +265,8 @@ def evaluate_colorization(
         t_sweep: temperatures of the sweep (0 = mode); None or () to skip.
         gallery: number of images shown in the HTML gallery.
         force: recompute even if ``out/metrics.json`` was made from the same inputs.
+        upsample: how the models' ab reaches the crop's size (``bilinear``, the thesis's protocol | ``guided``,
+            ``chromaflow.color.upsample_ab``).
 
     Returns the metrics dict: ``auc_raw``, ``auc_rebal``, ``psnr``, ``colorfulness``, ``chroma`` and
     ``class_top1`` (classifier ran) of the primary model, ``eval_set`` (sha256 of the sorted ids), ``rows``
@@ -219,6 +282,8 @@ def evaluate_colorization(
         raise ValueError(f"T must be >= 0, got {T}")
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
+    if upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample: expected one of {list(UPSAMPLE_METHODS)}, got {upsample!r}")
     models = parse_weights(weights)
     dev = pick_device(device)
 
@@ -270,6 +335,9 @@ def evaluate_colorization(
         "classifier": clf_note,
         "classifier_sha256": clf_sha,
     }
+    # recorded only off the thesis's protocol, so its records and hashes stay as they were
+    if upsample != DEFAULT_UPSAMPLE:
+        settings["upsample"] = upsample
     inputs_hash = hashlib.sha256(json.dumps([settings, eval_set], sort_keys=True).encode()).hexdigest()
     done = out / "metrics.json"
     if not force and done.is_file() and (out / "report.md").is_file() and (out / "report.html").is_file():
@@ -323,7 +391,7 @@ def evaluate_colorization(
         sweep_out: dict[float, torch.Tensor] = {}
         for k, (name, model) in enumerate(loaded):
             t, meth = main_key
-            outs[name] = to_uint8(colorize(model, gt, T=t, method=meth, size=size))
+            outs[name] = to_uint8(colorize(model, gt, T=t, method=meth, size=size, upsample=upsample))
             if k == 0 and sweep_ok:
                 if model._out is not None and model._out.shape[1] == 2:
                     log.warning("T-sweep skipped: %s has a regression head (no distribution to anneal)", name)
@@ -333,7 +401,9 @@ def evaluate_colorization(
                     key = decode_of(t_s)
                     same = key == main_key
                     sweep_out[t_s] = (
-                        outs[name] if same else to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size))
+                        outs[name]
+                        if same
+                        else to_uint8(colorize(model, gt, T=key[0], method=key[1], size=size, upsample=upsample))
                     )
         for name, o in outs.items():
             accs[name].update(o, gt, gt_ab, pw, clf, targets)
@@ -358,6 +428,7 @@ def evaluate_colorization(
     result: dict[str, Any] = {
         "eval_set": eval_set,
         "n_images": len(items),
+        "bootstrap": bootstrap_rows(accs, len(items), seed=seed),
         "ids": [it.id for it in items],
         "excluded": excluded,
         "rows": rows,
@@ -394,6 +465,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier-dir", default=os.environ.get("CHROMAFLOW_CLASSIFIER_DIR"),
                         help="ImageNet SqueezeNet v1.1 state_dict dir (default $CHROMAFLOW_CLASSIFIER_DIR)")  # fmt: skip
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument(
+        "--upsample",
+        default=DEFAULT_UPSAMPLE,
+        choices=UPSAMPLE_METHODS,
+        help="chroma upsampling of the models' ab: bilinear (thesis) | guided by full-res L",
+    )
     parser.add_argument("--t-sweep", default=",".join(f"{t:g}" for t in T_SWEEP), help="temperatures; '' to skip")
     parser.add_argument("--gallery", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -422,6 +499,7 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             force=args.force,
+            upsample=args.upsample,
         )
     except (FileNotFoundError, ValueError) as e:
         log.error("evaluate: %s", e)

@@ -53,6 +53,42 @@ def _thesis_rows() -> list[list]:
     return [[k, *v] for k, v in THESIS_TABLE.items()]
 
 
+_CI_KEYS = (("auc_raw", "AuC non-rebal"), ("auc_rebal", "AuC rebal"), ("class_top1", "Class top-1"), ("psnr", "PSNR"))
+
+
+def _ci_lines(result: dict, rows_order: Sequence[str]) -> list[str]:
+    """Markdown: 95% bootstrap intervals per row, and each row minus Gray (paired; significant if 0 is outside)."""
+    b = result.get("bootstrap")
+    if not b:
+        return []
+
+    def cell(v):
+        return "-" if v is None else "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+
+    def diff(v):
+        if v is None:
+            return "-"
+        star = " *" if v[1] > 0 or v[2] < 0 else ""
+        return f"{v[0]:+.2f} [{v[1]:+.2f}, {v[2]:+.2f}]{star}"
+
+    keys = [(k, h) for k, h in _CI_KEYS if any(k in b["rows"].get(n, {}) for n in rows_order)]
+    head = ["Method", *[h for _, h in keys]]
+    lines = [
+        f"{round(100 * b['level'])}% bootstrap intervals ({b['reps']} resamples of the images):",
+        "",
+        R.markdown_table([[n, *[cell(b["rows"][n].get(k)) for k, _ in keys]] for n in rows_order if n in b["rows"]],
+                         head),
+    ]  # fmt: skip
+    if b["minus_gray"]:
+        lines += [
+            "",
+            "Row minus Gray on the same resamples (paired); * = the interval excludes 0:",
+            "",
+            R.markdown_table([[n, *[diff(d.get(k)) for k, _ in keys]] for n, d in b["minus_gray"].items()], head),
+        ]
+    return lines + [""]
+
+
 def markdown_report(result: dict, rows_order: Sequence[str]) -> str:
     s = result["settings"]
     lines = [
@@ -65,6 +101,8 @@ def markdown_report(result: dict, rows_order: Sequence[str]) -> str:
         f"- excluded: {len(result['excluded'])} images (listed in metrics.json)",
         "",
         R.markdown_table(_table_rows(result, rows_order), _COLUMNS),
+        "",
+        *_ci_lines(result, rows_order),
     ]
     if result["t_sweep"]:
         lines += [

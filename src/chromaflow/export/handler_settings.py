@@ -10,6 +10,7 @@ from typing import Any
 
 from chromaflow.color.constants import Q
 from chromaflow.color.palette import PALETTE_K, PALETTE_TEMPERATURE
+from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.settings import from_mapping
 
 ARCHIVE_META = "chromaflow_model.json"  # inside a .mar: weights file name, sha256, config, lineage
@@ -26,7 +27,8 @@ class ServiceConfig:
     ``max_pixels``: largest accepted W*H; ``size``: side of the square L fed to the network;
     ``method``: decode method (annealed_mean | mean | mode); ``num_threads``: torch CPU threads (0: leave);
     ``max_memory_mb``: the TorchServe worker's data memory limit (0: none; applied by the handler,
-    :func:`~chromaflow.serving.torchserve.limit_worker_memory`).
+    :func:`~chromaflow.serving.torchserve.limit_worker_memory`); ``upsample``: how predicted ab reaches each
+    photo's size (``bilinear`` | ``guided``, :func:`chromaflow.color.upsample_ab`).
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -34,15 +36,19 @@ class ServiceConfig:
     method: str = "annealed_mean"
     num_threads: int = 0
     max_memory_mb: int = 0
+    upsample: str = DEFAULT_UPSAMPLE
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> ServiceConfig:
         return from_mapping(cls, d, "handler config", cls.problems)
 
     def problems(self) -> list[str]:
+        problems = []
         if self.max_pixels < 1 or self.size < 8:
-            return [f"max_pixels must be >= 1 and size >= 8, got {self}"]
-        return []
+            problems.append(f"max_pixels must be >= 1 and size >= 8, got {self}")
+        if self.upsample not in UPSAMPLE_METHODS:
+            problems.append(f"upsample must be one of {list(UPSAMPLE_METHODS)}, got {self.upsample!r}")
+        return problems
 
 
 @dataclass

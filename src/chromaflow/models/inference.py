@@ -67,11 +67,13 @@ def lightness(img: torch.Tensor, device: torch.device | str | None = None) -> to
     return out
 
 
-def recombine(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled bilinearly) -> float
-    RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as one ``lab_to_rgb`` call)."""
+def recombine(L: torch.Tensor, ab: torch.Tensor, upsample: str = color.DEFAULT_UPSAMPLE) -> torch.Tensor:
+    """Full-resolution ``L (n, 1, H, W)`` + low-resolution ``ab (n, 2, h, w)`` (upsampled by ``upsample``,
+    ``color.upsample_ab``) -> float RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as
+    one ``lab_to_rgb`` call)."""
     n, h, w = int(L.shape[0]), int(L.shape[2]), int(L.shape[3])
-    ab = F.interpolate(ab.float(), size=(h, w), mode="bilinear", align_corners=False)
+    # one image at a time: "guided" holds ~15 full-resolution planes of its image, not of the whole batch
+    ab = torch.cat([color.upsample_ab(a, l, upsample) for a, l in zip(ab.float().split(1), L.split(1), strict=True)])
     out = torch.empty(n, 3, h, w, dtype=torch.float32, device=L.device)
     for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
         out[:, :, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))
@@ -103,6 +105,7 @@ def colorize_batch(
     *,
     size: int = 256,
     method: str = "annealed_mean",
+    upsample: str = color.DEFAULT_UPSAMPLE,
 ) -> list[torch.Tensor]:
     """Colorize images of different sizes with one forward pass: the automatic model's ``predict``.
 
@@ -112,10 +115,12 @@ def colorize_batch(
         T: one temperature, or one per image; ``None`` uses the contract's T.
         size: L is resized (bilinear, antialiased) to ``size x size`` for the network.
         method: ``"annealed_mean" | "mean" | "mode"`` (class head only; see ``color.decode_ab``).
+        upsample: how predicted ab reaches each image's size: ``"bilinear"`` (thesis) | ``"guided"`` (edge-aware,
+            guided by the full-resolution L; ``color.upsample_ab``).
 
     Returns:
         per image, float RGB ``(3, H_i, W_i)`` in [0, 1] on the model's device (full-resolution L,
-        predicted ab upsampled bilinearly). The full-resolution work goes in strips (:func:`lightness`,
+        predicted ab upsampled by ``upsample``). The full-resolution work goes in strips (:func:`lightness`,
         :func:`recombine`): a 12 MP image needs ~0.3 GB, not ~2.5 GB. Images of one size and T share every op.
     """
     if not images:
@@ -149,7 +154,7 @@ def colorize_batch(
             ab = p * contract["ab_norm"]
         else:
             ab = color.decode_ab(p, method=method, T=contract["T"] if temp is None else temp)  # (n, 2, s/4, s/4)
-        for i, rgb in zip(members, recombine(L, ab), strict=True):
+        for i, rgb in zip(members, recombine(L, ab, upsample), strict=True):
             outs[i] = rgb
     return outs
 
@@ -173,6 +178,7 @@ def colorize(
     method: str = "annealed_mean",
     size: int = 256,
     batch_size: int = 16,
+    upsample: str = color.DEFAULT_UPSAMPLE,
 ) -> torch.Tensor:
     """Colorize a batch of one size: :func:`colorize_batch`, ``batch_size`` images per forward pass.
 
@@ -180,7 +186,7 @@ def colorize(
         model: a colorization model with ``.config["contract"]`` (``eccv16``, class or regression head).
         rgb: ``(B, 3, H, W)`` uint8 in [0, 255] or float in [0, 1] (uint8 is divided by 255 first); any H, W
             (colour is ignored: only L is used). It may live on any device; work happens on the model's device.
-        T, method, size: as :func:`colorize_batch` (``T=None``: the contract's T, 0.38 by default).
+        T, method, size, upsample: as :func:`colorize_batch` (``T=None``: the contract's T, 0.38 by default).
 
     Returns:
         float RGB ``(B, 3, H, W)`` in [0, 1] on ``rgb``'s device. Its L equals the input's L up to
@@ -192,7 +198,9 @@ def colorize(
     was_training = model.training
     try:
         outs = [
-            torch.stack(colorize_batch(model, list(chunk), T, size=size, method=method)).to(rgb.device)
+            torch.stack(colorize_batch(model, list(chunk), T, size=size, method=method, upsample=upsample)).to(
+                rgb.device
+            )
             for chunk in x.split(batch_size)
         ]
     finally:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from PIL import UnidentifiedImageError
 
+from chromaflow.color import UPSAMPLE_METHODS
 from chromaflow.data.images import ACCEPTED_FORMATS, ImageRejected, accept_image, open_image
 from chromaflow.data.sources import display_name, read_regular, walk_folder
 from chromaflow.export.mar import served_settings
@@ -109,12 +110,14 @@ def load_service(
     *,
     size: int | None = None,
     method: str | None = None,
+    upsample: str | None = None,
     device: str | None = None,
 ) -> ColorizeService | GuidedService:
     """The service of the shipped model ``model`` (hash-checked against its card), or of the ``weights`` file.
 
     Its settings are those its archive is served with (:func:`chromaflow.export.mar.served_settings`), with
-    ``size`` (network input side) and ``method`` (``eccv16`` decoding) overriding them when given.
+    ``size`` (network input side), ``method`` (``eccv16`` decoding) and ``upsample`` (``eccv16``: ``bilinear`` |
+    ``guided`` chroma upsampling) overriding them when given.
     """
     try:
         dev = pick_device(device or "auto")
@@ -133,7 +136,9 @@ def load_service(
     guided = description.handler == "guided"  # the handler export packs it with
     if guided and method is not None:
         raise ValueError("colorize: --method applies to the automatic (eccv16) model only")
-    overrides = {k: v for k, v in (("size", size), ("method", method)) if v is not None}
+    if guided and upsample is not None:
+        raise ValueError("colorize: --upsample applies to the automatic (eccv16) model only")
+    overrides = {k: v for k, v in (("size", size), ("method", method), ("upsample", upsample)) if v is not None}
     config = {**asdict(served_settings(arch)), **overrides}
     if guided:
         return GuidedService(net, config, meta, "colorize_guided")
@@ -185,6 +190,7 @@ def colorize_files(
     T: float | None = None,
     size: int | None = None,
     method: str | None = None,
+    upsample: str | None = None,
     device: str | None = None,
     hints: str | os.PathLike | dict[str, list] | None = None,
     follow_symlinks: bool = False,
@@ -196,7 +202,7 @@ def colorize_files(
         model, weights: a shipped model's name, or a ``save_weights`` file (``eccv16`` or ``siggraph17``).
         output: ``png`` (alpha kept) or ``jpeg``.
         T: annealed-mean temperature (``eccv16`` only; default the model's contract T).
-        size, method: override the served network input size / decoding method.
+        size, method, upsample: override the served network input size / decoding method / chroma upsampling.
         hints: guided model only: ``{input name: hints list}`` or a JSON file holding it (module docstring).
         follow_symlinks: follow symbolic links found in an input folder whose target stays inside it.
     Returns ``{"model", "settings", "output", "T" (the temperature used; ``None`` where none applies), "written":
@@ -215,7 +221,7 @@ def colorize_files(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"colorize: --out {out} is not a folder")
-    service = load_service(model, weights, size=size, method=method, device=device)
+    service = load_service(model, weights, size=size, method=method, upsample=upsample, device=device)
     if T is not None and not isinstance(service, ColorizeService):
         raise ValueError("colorize: --T applies to the automatic (eccv16) model only")
     if by_name and isinstance(service, ColorizeService):
@@ -337,6 +343,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=int, default=None, help="network input side (default: the served one)")
     parser.add_argument("--method", default=None, help="annealed_mean | mean | mode (default: the served one)")
+    parser.add_argument(
+        "--upsample",
+        default=None,
+        choices=UPSAMPLE_METHODS,
+        help="chroma upsampling of the automatic model: bilinear (thesis) | guided by full-res L (default: served)",
+    )
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
     parser.add_argument("--hints", default=None, help="guided model: JSON {input name: [{x, y, r, g, b}, ...]}")
     parser.add_argument(
@@ -359,6 +371,7 @@ def main(args: argparse.Namespace) -> int:
             T=args.T,
             size=args.size,
             method=args.method,
+            upsample=args.upsample,
             device=args.device,
             hints=args.hints,
             follow_symlinks=args.follow_symlinks,

@@ -160,7 +160,9 @@ class ColorizeService(ModelService):
 
         def compute(jobs: Sequence[tuple[int, DecodedImage, Options]]) -> list[torch.Tensor]:
             imgs, temps = [img.rgb for _, img, _ in jobs], [o.T for _, _, o in jobs]
-            return colorize_batch(self.model, imgs, temps, size=self.config.size, method=self.config.method)
+            return colorize_batch(
+                self.model, imgs, temps, size=self.config.size, method=self.config.method, upsample=self.config.upsample
+            )
 
         for (i, img, opts), rgb in zip(ok, run_isolated("colorize batch", compute, ok), strict=True):
             if isinstance(rgb, Response):

@@ -23,15 +23,16 @@ def _images(model_input) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _described(model, model_input, size: int) -> np.ndarray:
+def _described(model, model_input, size: int, **options) -> np.ndarray:
     """Any described model: its ``predict`` (the one inference path), ``BATCH`` images per call, each output
-    turned into numpy by the description's ``to_output``; ``size`` feeds ``predict(size=)`` when described."""
+    turned into numpy by the description's ``to_output``; ``size`` feeds ``predict(size=)`` when described, and
+    ``options`` (``upsample`` of the colorization kind, from ``model_config``) go to ``predict`` as given."""
     import torch
 
     from chromaflow.models import describe
 
     description = describe(model.config["name"])
-    options = {} if description.served_size is None else {"size": size}
+    options = options | ({} if description.served_size is None else {"size": size})
     rgb = torch.from_numpy(_images(model_input)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
     out = []
     for chunk in rgb.split(BATCH):
@@ -65,13 +66,16 @@ class ChromaflowModel(PythonModel):
 
         cfg = dict(context.model_config or {})
         self.size = int(cfg.get("size", 256))
+        self.options = {"upsample": str(cfg["upsample"])} if "upsample" in cfg else {}  # colorization only
         self.kind, self.model, _ = load_model_file(context.artifacts["weights"], cfg.get("weights_sha256"))
         if cfg.get("kind", self.kind) != self.kind:
             raise ValueError(f"model_config kind {cfg['kind']!r} but the weights hold a {self.kind!r} model")
 
     # no type hints on predict: MLflow would read them as a schema; the logged signature is the schema
     def predict(self, context, model_input, params=None):
-        return (_lpips if self.kind == "lpips" else _described)(self.model, model_input, self.size)
+        if self.kind == "lpips":
+            return _lpips(self.model, model_input, self.size)
+        return _described(self.model, model_input, self.size, **self.options)
 
 
 ColorizerModel = ChromaflowModel  # the class's former name

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.tracking.promote import CHALLENGER, EVAL_SET_TAG, METRIC_TAG
 from chromaflow.tracking.runs import configure, log_params, open_run
 
@@ -201,6 +202,7 @@ def log_model(
     eval_set: str | None = None,
     alias: str = CHALLENGER,
     size: int | None = None,
+    upsample: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     data: str | os.PathLike | None = None,
     params: Mapping[str, Any] | None = None,
@@ -222,6 +224,10 @@ def log_model(
             multiple of 8); ``None``: its description's ``served_size`` (the size its TorchServe archive is
             served with), so the registered version answers in MLflow as at the endpoint. Unused by ``lpips``
             and ``representation`` (which uses the model's ``input_size``).
+        upsample: chroma upsampling of the ``colorization`` kind (``bilinear`` | ``guided``,
+            ``chromaflow.color.upsample_ab``); ``None``: ``bilinear``, the thesis's protocol and what
+            ``serving/model-config.yaml`` serves by default (pass the archive's ``handler.upsample`` when it differs).
+            Other kinds: must be ``None``.
         experiment, data, params, uri: used to open a run with lineage when none is active.
 
     Returns the MLflow ``ModelVersion`` (with ``alias`` set). Lineage tags of the run are copied onto it.
@@ -240,6 +246,10 @@ def log_model(
     if size is None:
         size = _served_size(config["name"])
     _check_size(kind, size, p)
+    if upsample is not None and kind != "colorization":
+        raise ValueError(f"log_model: {p}: upsample applies to the colorization kind only, not {kind!r}")
+    if upsample is not None and upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"log_model: upsample must be one of {list(UPSAMPLE_METHODS)}, got {upsample!r}")
     x = _example_array(example, kind)
     metric_tags: dict[str, str] = {}
     for k, v in (metrics or {}).items():
@@ -251,7 +261,9 @@ def log_model(
 
     if mlflow.active_run() is None:
         with open_run(experiment, run_name=f"register-{registered_name}", params=params, data=data, uri=uri):
-            return log_model(p, registered_name, x, metrics=metrics, eval_set=eval_set, alias=alias, size=size)
+            return log_model(
+                p, registered_name, x, metrics=metrics, eval_set=eval_set, alias=alias, size=size, upsample=upsample
+            )
     resolved = configure(uri) if uri else mlflow.get_tracking_uri()
     run = mlflow.active_run()
     client = MlflowClient(tracking_uri=resolved, registry_uri=resolved)
@@ -265,7 +277,8 @@ def log_model(
         artifacts={"weights": str(p)},
         signature=_signature(config["name"]),
         input_example=x,
-        model_config={"weights_sha256": sha, "size": int(size), "kind": kind},
+        model_config={"weights_sha256": sha, "size": int(size), "kind": kind}
+        | ({"upsample": upsample or DEFAULT_UPSAMPLE} if kind == "colorization" else {}),
         metadata=metadata,
         pip_requirements=[f"mlflow=={mlflow.__version__}", "torch", "numpy", "safetensors", "chromaflow"],
     )

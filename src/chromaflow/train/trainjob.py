@@ -37,12 +37,12 @@ def chromaflow_train(argv=None, **_):  # no annotations: this source runs alone,
     Its source is copied into the TrainJob (self-contained). The SDK calls it as ``f(**{"argv": ...})``
     on Kubernetes and as ``f({"argv": ...})`` in its process backend: both are accepted.
     """
+    import subprocess
     import sys
 
-    from chromaflow.cli import main
-
     argv = argv["argv"] if isinstance(argv, dict) else argv
-    code = main(["train", *argv])
+    # the CLI as a command (torchrun's RANK/WORLD_SIZE/MASTER_* are inherited): the train layer imports no cli
+    code = subprocess.call([sys.executable, "-m", "chromaflow.cli", "train", *argv])
     if code:
         sys.exit(code)
 
