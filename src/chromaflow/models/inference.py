@@ -72,8 +72,11 @@ def recombine(L: torch.Tensor, ab: torch.Tensor, upsample: str = color.DEFAULT_U
     ``color.upsample_ab``) -> float RGB ``(n, 3, H, W)`` in [0, 1], converted strip by strip (the same values as
     one ``lab_to_rgb`` call)."""
     n, h, w = int(L.shape[0]), int(L.shape[2]), int(L.shape[3])
-    # one image at a time: "guided" holds ~15 full-resolution planes of its image, not of the whole batch
-    ab = torch.cat([color.upsample_ab(a, l, upsample) for a, l in zip(ab.float().split(1), L.split(1), strict=True)])
+    ab = ab.float()
+    if upsample == "guided":  # one image at a time: ~15 full-resolution planes of its image, not of the batch
+        ab = torch.cat([color.upsample_ab(a, l, upsample) for a, l in zip(ab.split(1), L.split(1), strict=True)])
+    else:  # the whole batch in one op: the op count does not grow with n
+        ab = color.upsample_ab(ab, L, upsample)
     out = torch.empty(n, 3, h, w, dtype=torch.float32, device=L.device)
     for rows in strips(h, w):  # strips of rows of every image: the op count does not grow with n
         out[:, :, rows] = color.lab_to_rgb(torch.cat([L[:, :, rows], ab[:, :, rows]], dim=1))
