@@ -498,7 +498,7 @@ def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
     from chromaflow.models import described_models, read_config
     from chromaflow.models.shipped import shipped_names, shipped_weights
 
-    out = []
+    out, taken = [], {}
     for shipped in shipped_names():
         try:
             weights, card = shipped_weights(shipped)
@@ -508,7 +508,15 @@ def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
         description = described_models().get(read_config(weights)["name"])
         if description is None or description.handler is None:
             continue
-        out.append((None, export_mar(weights, out_dir, version=card["sha256"][:12])))
+        # a card's "served_name" serves a second model of a kind beside the kind's default name (colorize)
+        mar = export_mar(weights, out_dir, name=card.get("served_name"), version=card["sha256"][:12])
+        if mar.stem in taken:
+            raise SystemExit(
+                f"chromaflow serve: weights/{shipped} and weights/{taken[mar.stem]} would both be served as "
+                f'{mar.stem!r}; give one a "served_name" in its card.json'
+            )
+        taken[mar.stem] = shipped
+        out.append((None, mar))
     if not out:
         raise SystemExit("chromaflow serve: no --mar given and no shipped model in weights/")
     return out

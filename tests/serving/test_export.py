@@ -300,3 +300,28 @@ def test_served_settings_are_the_serving_templates(repo_root):
         handler = yaml.safe_load((repo_root / "serving" / name).read_text())["handler"]
         assert s.size == handler["size"]
     assert auto.method == yaml.safe_load((repo_root / "serving" / "model-config.yaml").read_text())["handler"]["method"]
+
+
+def test_two_shipped_models_of_one_kind_need_their_own_served_names(tiny_weights, tmp_path, monkeypatch):
+    """``chromaflow serve`` exports every shipped model; two of the colorization kind would both be ``colorize``
+    (the second archive silently replacing the first). A card's ``served_name`` gives the second its own URL;
+    without one, serving stops with both folders named."""
+    import shutil
+
+    from chromaflow.serve import shipped_archives
+
+    root = tmp_path / "weights"
+    for name in ("colorization", "squeeze_colorizer"):
+        (root / name).mkdir(parents=True)
+        shutil.copy(tiny_weights, root / name / "model.safetensors")
+        card = {"sha256": sha256_file(tiny_weights)}
+        (root / name / "card.json").write_text(json.dumps(card))
+    monkeypatch.setenv("CHROMAFLOW_WEIGHTS", str(root))
+    with pytest.raises(
+        SystemExit, match="squeeze_colorizer and weights/colorization would both be served as 'colorize'"
+    ):
+        shipped_archives(tmp_path / "mar1")
+    card = {"sha256": sha256_file(tiny_weights), "served_name": "colorize_squeeze"}
+    (root / "squeeze_colorizer" / "card.json").write_text(json.dumps(card))
+    names = sorted(mar.name for _, mar in shipped_archives(tmp_path / "mar2"))
+    assert names == ["colorize.mar", "colorize_squeeze.mar"]
