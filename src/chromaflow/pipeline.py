@@ -5,8 +5,8 @@
     chromaflow pipeline submit --name colorization --host https://kfp.example.org --token $TOKEN \\
         --experiment chromaflow --arg width=1.0 --arg steps=450000
 
-Pipelines live in the project's ``pipelines/`` folder (beside ``components/``), found from this checkout or
-the current directory. ``run`` uses the KFP local ``SubprocessRunner(use_venv=False)``: each task runs in a
+Pipelines live in the project's ``pipelines`` package (beside ``components``; both ship in the wheel, and
+``src/`` links to them in a checkout). ``run`` uses the KFP local ``SubprocessRunner(use_venv=False)``: each task runs in a
 subprocess of this interpreter's environment (relative paths resolve against the current directory; image,
 accelerator and volume settings are ignored). ``submit`` sends the compiled YAML with
 ``kfp.Client.create_run_from_pipeline_package`` (optionally uploading it as a pipeline version first).
@@ -19,7 +19,6 @@ import importlib
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,32 +39,33 @@ PIPELINES: dict[str, tuple[str, str]] = {
 
 
 def project_root() -> Path:
-    """The folder holding ``pipelines/`` and ``components/``: this checkout, else the current directory."""
-    for cand in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
-        if (cand / "pipelines").is_dir() and (cand / "components").is_dir():
+    """The source checkout (``params.yaml``, ``data/``) the demo reads: the one the ``pipelines`` package is
+    imported from (``src/pipelines`` links to it), else the current directory."""
+    import pipelines
+
+    for cand in (Path(pipelines.__file__).resolve().parent.parent, Path.cwd().resolve()):
+        if (cand / "params.yaml").is_file() and (cand / "pipelines").is_dir() and (cand / "components").is_dir():
             return cand
     raise FileNotFoundError(
-        "pipeline: no pipelines/ and components/ folders beside this package or in the current directory "
-        f"({Path.cwd()}); run from the project root"
+        f"pipeline: no source checkout (params.yaml, pipelines/, components/) in the current directory ({Path.cwd()})"
     )
 
 
 def load_pipeline(name: str) -> Any:
-    """Import the pipeline function ``name`` (a key of :data:`PIPELINES`) from ``pipelines/``."""
+    """Import the pipeline function ``name`` (a key of :data:`PIPELINES`) from the ``pipelines`` package."""
     if name not in PIPELINES:
         raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
-    root = str(project_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
     module, func = PIPELINES[name]
     return getattr(importlib.import_module(module), func)
 
 
 def package_path(name: str) -> Path:
-    """Where the compiled YAML of ``name`` is kept: ``pipelines/<name>.yaml``."""
+    """Where the compiled YAML of ``name`` is kept: ``pipelines/<name>.yaml`` (package data of ``pipelines``)."""
     if name not in PIPELINES:
         raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
-    return project_root() / "pipelines" / f"{name}.yaml"
+    from importlib.resources import files
+
+    return Path(str(files("pipelines") / f"{name}.yaml"))
 
 
 def compile_pipeline(name: str, out: str | os.PathLike | None = None) -> Path:

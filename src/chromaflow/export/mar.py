@@ -52,12 +52,12 @@ import yaml
 import chromaflow
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.models import read_config, sha256_file
+from chromaflow.resources import serving_dir
 from chromaflow.serving.service import ARCHIVE_META, ServiceConfig
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[3]
-SERVING_DIR = REPO / "serving"  # handler + model config templates (the repo's serving/ folder)
+SERVING_DIR = serving_dir()  # handler + model config templates (the repo's serving/ folder, packaged)
 HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"

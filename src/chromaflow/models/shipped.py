@@ -32,6 +32,7 @@ from torch import nn
 
 from chromaflow import io
 from chromaflow.models.weights import load_weights, read_config, save_weights, sha256_file
+from chromaflow.resources import weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,10 @@ REPRODUCE_SH = "reproduce.sh"  # the card's commands as one script: the one comm
 MAX_BYTES = 10 * 1024 * 1024  # the repository's limit per shipped model
 
 
-CHECKOUT = Path(__file__).resolve().parents[3]  # the repository root of a source checkout
-
-
 def weights_root() -> Path:
-    """``$CHROMAFLOW_WEIGHTS`` or ``weights/`` at the root of the checkout."""
+    """``$CHROMAFLOW_WEIGHTS`` or the packaged ``weights/`` (:func:`chromaflow.resources.weights_dir`)."""
     env = os.environ.get("CHROMAFLOW_WEIGHTS")
-    return Path(env) if env else CHECKOUT / "weights"
+    return Path(env) if env else weights_dir()
 
 
 def card(name: str) -> dict[str, Any]:
@@ -186,7 +184,8 @@ def ship(
     io.write_text(script, _reproduce_script(c))
     script.chmod(0o755)
     report = Path(evaluation) / "report.md" if evaluation else None
-    shown = script.resolve().relative_to(CHECKOUT) if script.resolve().is_relative_to(CHECKOUT) else script
+    top = weights_dir().resolve().parent  # the checkout's root: the card shows weights/<name>/reproduce.sh
+    shown = script.resolve().relative_to(top) if script.resolve().is_relative_to(top) else script
     io.write_text(
         out / CARD_MD,
         _card_markdown(c, description, report.read_text() if report and report.is_file() else "", script=shown),
