@@ -17,19 +17,16 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
-ARG VARIANT=cpu
 ARG BASE_IMAGE
 LABEL org.opencontainers.image.title="chromaflow" \
       org.opencontainers.image.description="Zhang-2018 image synthesis (colorization, split-brain, LPIPS) as a reproducible MLOps system" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="BSD-2-Clause" \
       org.opencontainers.image.source="https://github.com/chromaflow/chromaflow" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
-      io.chromaflow.torch-variant="${VARIANT}"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONHASHSEED=0 MPLBACKEND=Agg \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Java 17 for TorchServe's frontend (already in the mmdebstrap base; apt only on a python:slim base);
 # the non-root user every step runs as
 RUN if ! command -v java >/dev/null; then \
@@ -53,6 +50,9 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
         "torch==2.14.1" "torchvision==0.29.1" \
     && python3 -m pip install -c /mnt/constraints.txt /mnt/wheel/chromaflow-"${VERSION}"-py3-none-any.whl \
     && python3 -c "import chromaflow, components, pipelines; assert chromaflow.__version__ == '${VERSION}'"
+# last, so variants whose torch comes from the same place share every layer above
+ARG VARIANT=cpu
+LABEL io.chromaflow.torch-variant="${VARIANT}"
 USER 10001:10001
 WORKDIR /home/chromaflow
 CMD ["chromaflow", "--help"]

@@ -10,7 +10,12 @@ torch), or :data:`GPU_IMAGE` (CUDA torch) for the tasks ``pipelines.common.gpu_t
 Caching is on only for the deterministic steps (prepare, stats, evaluate); the pipelines set it.
 """
 
+import os
+
 from chromaflow import __version__
 
-BASE_IMAGE = f"chromaflow:{__version__}"  # CPU steps; built by `make image`, pushed under this name to the registry
+# the image's repository, read when the pipelines are compiled: a cluster's registry path
+# (CHROMAFLOW_IMAGE_REPO=registry.example.org/ml/chromaflow chromaflow pipeline compile ...); the tag is the version
+IMAGE_REPO = os.environ.get("CHROMAFLOW_IMAGE_REPO", "chromaflow")
+BASE_IMAGE = f"{IMAGE_REPO}:{__version__}"  # CPU steps; built by `make image`, pushed under this name to the registry
 GPU_IMAGE = f"{BASE_IMAGE}-cuda"  # the CUDA variant (same Dockerfile, VARIANT=cuda): set on tasks that request a GPU
