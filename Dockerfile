@@ -37,21 +37,34 @@ RUN if ! command -v java >/dev/null; then \
     && useradd --system --uid 10001 --gid chromaflow --create-home --home-dir /home/chromaflow chromaflow
 ARG TORCH_INDEX=""
 ARG FIND_LINKS=""
-# torch/torchvision first (from TORCH_INDEX when set: a local "+cpu" version satisfies the lock's "==" pins),
-# then the wheel with the lock as constraints. `python3 -m pip` of the venv: the base may have no `pip`.
+# torch/torchvision first, in a layer of their own (from TORCH_INDEX when set: a local "+cpu" version satisfies the
+# lock's "==" pins); `python3 -m pip` of the venv: the base may have no `pip`
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
-    --mount=type=bind,source=build/wheel,target=/mnt/wheel \
     --mount=type=bind,source=requirements/constraints.txt,target=/mnt/constraints.txt \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && export PIP_FIND_LINKS="${FIND_LINKS}" \
     && python3 -m venv /opt/venv \
     && python3 -m pip install -c /mnt/constraints.txt \
         ${TORCH_INDEX:+--index-url "${TORCH_INDEX}" --extra-index-url https://pypi.org/simple} \
-        "torch==2.14.1" "torchvision==0.29.1" \
-    && python3 -m pip install -c /mnt/constraints.txt /mnt/wheel/chromaflow-"${VERSION}"-py3-none-any.whl \
+        "torch==2.14.1" "torchvision==0.29.1"
+# then the wheel with the lock as constraints. WHEEL_SHA256 (make passes it) is checked, and as an ARG of this RUN
+# it is part of the layer's cache key: a changed wheel reinstalls (a bind mount's content is not in the key)
+ARG WHEEL_SHA256=""
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    --mount=type=bind,source=build/wheel,target=/mnt/wheel \
+    --mount=type=bind,source=requirements/constraints.txt,target=/mnt/constraints.txt \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && export PIP_FIND_LINKS="${FIND_LINKS}" \
+    && wheel=/mnt/wheel/chromaflow-"${VERSION}"-py3-none-any.whl \
+    && if [ -n "${WHEEL_SHA256}" ]; then printf '%s  %s\n' "${WHEEL_SHA256}" "${wheel}" > /tmp/wheel.sha256 \
+        && sha256sum -c /tmp/wheel.sha256 && rm /tmp/wheel.sha256; fi \
+    && python3 -m pip install -c /mnt/constraints.txt "${wheel}" \
     && python3 -c "import chromaflow, components, pipelines; assert chromaflow.__version__ == '${VERSION}'"
-# last, so variants whose torch comes from the same place share every layer above
+# last, so variants whose torch comes from the same place share every layer above. The variant is also written by
+# a RUN: buildah (podman 4.3) keys a RUN's cache on its ARG values but a LABEL's on its unexpanded text, so a
+# LABEL alone would hand the CUDA tag the CPU build's cached image.
 ARG VARIANT=cpu
+RUN echo "${VARIANT}" > /opt/venv/chromaflow-variant
 LABEL io.chromaflow.torch-variant="${VARIANT}"
 USER 10001:10001
 WORKDIR /home/chromaflow

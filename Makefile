@@ -73,7 +73,8 @@ PODMAN ?= podman --storage-driver=$(STORAGE_DRIVER)
 STORAGE_DRIVER ?= overlay
 BUILD = $(PODMAN) build --isolation=chroot --network=host --secret id=ca,src=$(CA) \
 	--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
-	--build-arg FIND_LINKS="$(WHEELS)" $(foreach w,$(WHEELS),-v $(w):$(w):ro)
+	--build-arg FIND_LINKS="$(WHEELS)" $(foreach w,$(WHEELS),-v $(w):$(w):ro) \
+	--build-arg WHEEL_SHA256=$$(sha256sum build/wheel/chromaflow-$(VERSION)-py3-none-any.whl | cut -d' ' -f1)
 
 podman:
 	@command -v podman >/dev/null || (apt-get update -qq && apt-get install -y -qq podman >/dev/null)

@@ -79,6 +79,7 @@ def test_pipeline_in_containers_equals_the_subprocess_run(docker_host, tmp_path,
     there_root.mkdir()
     here = run_local("colorization", _arguments(here_root, repo_root), here_root / "kfp")
     there_args = _arguments(there_root, repo_root)
+    (there_root / "kfp").mkdir()
     for p in [there_root, *there_root.rglob("*")]:
         os.chown(p, UID, UID)  # the tasks run as the image's user and write under the mounted root
     t0 = time.monotonic()
