@@ -77,16 +77,17 @@ def test_pipeline_in_containers_equals_the_subprocess_run(docker_host, tmp_path,
     here_root, there_root = tmp_path / "subprocess", tmp_path / "docker"
     here_root.mkdir()
     there_root.mkdir()
-    here = run_local("colorization", _arguments(here_root, repo_root), here_root / "kfp")
-    there_args = _arguments(there_root, repo_root)
-    (there_root / "kfp").mkdir()
+    here = run_local("colorization", _arguments(here_root, repo_root), here_root)
+    there_args = _arguments(there_root, repo_root)  # inputs and MLflow under the pipeline root: the one mount
     for p in [there_root, *there_root.rglob("*")]:
         os.chown(p, UID, UID)  # the tasks run as the image's user and write under the mounted root
     t0 = time.monotonic()
-    there = run_local("colorization", there_args, there_root / "kfp", runner="docker")
+    there = run_local("colorization", there_args, there_root, runner="docker")
     wall = time.monotonic() - t0
     print(f"DockerRunner pipeline: {wall:.0f} s")
     a, b = _metrics(here), _metrics(there)
+    # DockerRunner reports a task whose container podman already removed as SUCCESS (kfp 2.17 assumes exit 0 on
+    # NotFound), so success alone proves nothing: the outputs and their numbers are compared
     assert a["rows"] == b["rows"], (a["rows"], b["rows"])
     assert json.loads(Path(there["decision"]).read_text())["challenger"]
     assert list(Path(there["mar"]).glob("*.mar"))
