@@ -71,6 +71,7 @@ def _metrics(outputs: dict) -> dict:
     return json.loads((Path(outputs["evaluation"]) / "metrics.json").read_text())
 
 
+@pytest.mark.timeout(3600)  # two pipeline runs of ~7 min each on a loaded 2-core machine
 def test_pipeline_in_containers_equals_the_subprocess_run(docker_host, tmp_path, repo_root):
     from chromaflow.pipeline import run_local
 

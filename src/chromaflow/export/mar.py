@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -291,7 +292,7 @@ def export_mar(
         built = _archive(stage, name, meta["version"], kind.handler, kind.weights)
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(mar) as tmp_mar:
-            os.replace(built, tmp_mar)
+            shutil.move(built, tmp_mar)  # the build dir may be on another filesystem (a container's /tmp)
     write_json(sidecar, {**meta, "archive": mar.name, "archive_sha256": _sha256(mar)})
     log.info("export: wrote %s (version %s, weights sha256 %s)", mar, meta["version"], meta["sha256"][:12])
     return mar
