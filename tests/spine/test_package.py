@@ -14,23 +14,28 @@ import pytest
 
 from chromaflow import __version__, resources
 
+# light: no torch import (the default run); the slow test adds the modules that hold the lookups and load weights
 PROBE = """
-import json, sys
-from pathlib import Path
+import json
 import chromaflow, components, pipelines
 from chromaflow import resources
-from chromaflow.export.mar import SERVING_DIR
-from chromaflow.models.shipped import shipped_weights
 from chromaflow.pipeline import package_path
-from chromaflow.serve import CONFIG_TEMPLATE
 from chromaflow.tracking.gates import load_gates
-path, card = shipped_weights("colorization")
 gates, _ = load_gates("mlflow/promotion.yaml", "chromaflow-colorization")
 print(json.dumps({
     "chromaflow": chromaflow.__file__, "components": components.__file__, "pipelines": pipelines.__file__,
-    "serving": str(SERVING_DIR), "config": str(CONFIG_TEMPLATE), "weights": str(path), "gates": len(gates),
+    "serving": str(resources.serving_dir()), "config": str(resources.serving_dir() / "config.properties"),
+    "weights": str(resources.weights_dir() / "colorization" / "model.safetensors"), "gates": len(gates),
     "params": str(resources.params_file()), "yaml": str(package_path("colorization")), "image": components.GPU_IMAGE,
 }))
+"""
+FULL_PROBE = """
+import json
+from chromaflow.export.mar import SERVING_DIR
+from chromaflow.models.shipped import shipped_weights
+from chromaflow.serve import CONFIG_TEMPLATE
+path, card = shipped_weights("colorization")  # hash-checked against its card
+print(json.dumps({"serving": str(SERVING_DIR), "config": str(CONFIG_TEMPLATE), "weights": str(path)}))
 """
 
 
@@ -91,8 +96,8 @@ def test_installed_wheel_finds_its_files_outside_the_checkout(wheel, tmp_path, r
 
 @pytest.mark.slow
 def test_installed_wheel_exports_the_shipped_model_outside_the_checkout(wheel, tmp_path):
-    """`chromaflow export` of the packaged shipped weights with the cwd outside the checkout: a .mar whose handler
-    and model config come from the wheel's package data; `chromaflow --help` from there too."""
+    """From outside the checkout: the modules that look files up find them in the wheel (shipped weights hash-checked),
+    `chromaflow export` of the packaged shipped weights gives a .mar with the packaged handler, and `--help` runs."""
     target = tmp_path / "site"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
@@ -100,6 +105,11 @@ def test_installed_wheel_exports_the_shipped_model_outside_the_checkout(wheel, t
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("CHROMAFLOW_WEIGHTS", None)
+    r = subprocess.run([sys.executable, "-c", FULL_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for key, path in json.loads(r.stdout.strip().splitlines()[-1]).items():
+        assert Path(path).is_relative_to(target) and Path(path).exists(), f"{key}: {path} is not in the installed wheel"
     weights = target / "chromaflow" / "share" / "weights" / "colorization" / "model.safetensors"
     cmd = [sys.executable, "-m", "chromaflow.cli", "export", "--weights", str(weights), "--out", "exp"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
