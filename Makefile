@@ -90,7 +90,7 @@ base-image: podman
 	rm -f build/base-rootfs.tar
 
 wheel:
-	rm -rf build/wheel build/lib build/bdist.* && mkdir -p build/wheel
+	rm -rf build/wheel build/lib build/bdist.* src/*.egg-info && mkdir -p build/wheel
 	$(BIN)/pip wheel --no-deps --no-build-isolation -w build/wheel .
 
 image: podman wheel

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -42,6 +43,8 @@ print(json.dumps({"serving": str(SERVING_DIR), "config": str(CONFIG_TEMPLATE), "
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory, repo_root) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    for stale in (repo_root / "build" / "lib", repo_root / "src" / "chromaflow.egg-info"):  # setuptools reuses them:
+        shutil.rmtree(stale, ignore_errors=True)  # old copies, and SOURCES.txt listing data no pattern names now
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."]
     r = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
