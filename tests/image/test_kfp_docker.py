@@ -62,8 +62,10 @@ def _arguments(root: Path, repo_root: Path) -> dict:
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     shutil.copytree(repo_root / "data" / "sample", root / "inputs" / "sample")
     shutil.copy(repo_root / "mlflow" / "promotion.yaml", root / "inputs" / "promotion.yaml")
-    args = pipeline_arguments(repo_root, params, f"sqlite:///{root}/mlflow/mlflow.db", STEPS)
-    (root / "mlflow").mkdir()
+    # runs/mlflow/mlflow.db: the embedded default's layout, whose experiments keep artifacts beside the db (under the
+    # mount); another SQLite path gets MLflow's ./mlruns in each task's cwd, lost with its container
+    (root / "runs" / "mlflow").mkdir(parents=True)
+    args = pipeline_arguments(repo_root, params, f"sqlite:///{root}/runs/mlflow/mlflow.db", STEPS)
     return args | {"source": str(root / "inputs" / "sample"), "gates": str(root / "inputs" / "promotion.yaml")}
 
 
