@@ -239,7 +239,7 @@ def test_no_layer_holds_the_build_ca_or_a_private_key(image, tmp_path):
                     flat = re.sub(rb"\s+", b"", data) if b"CERTIFICATE" in data else b""
                     hits += [f"{member.name}:{f.name}" for n in needles if flat and n in flat]
                     hits += [f"{member.name}:{f.name} (the bundle itself)" for _ in [0] if data == ca_bytes]
-                    if KEY.search(data):
+                    if KEY.search(data) and not re.search(r"/libgnutls\.so[.\d]*$", f.name):  # its FIPS self-test keys
                         keys.append(f"{member.name}:{f.name}")
     assert n_files > 1000, "the layers were not read"
     assert not hits, f"the build CA is in a layer: {hits[:5]}"
