@@ -17,11 +17,11 @@ TorchServe archive of the ``champion`` after the decision).
 
 from typing import NamedTuple
 
-from components.prepare import prepare
-from components.stats import stats
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
+from components.prepare import prepare
+from components.stats import stats
 from pipelines.common import cache, export_step, promote_step, train_and_evaluate
 
 

@@ -11,12 +11,12 @@ full method), plain soft-encoded classification (``softce``) and L2 regression (
 
 from typing import NamedTuple
 
-from components.prepare import prepare
-from components.select_best import select_best
-from components.stats import stats
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
+from components.prepare import prepare
+from components.select_best import select_best
+from components.stats import stats
 from pipelines.common import cache, export_step, promote_step, train_and_evaluate
 
 

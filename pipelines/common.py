@@ -16,11 +16,13 @@ backend (>= 2.1) honours it. The local runner ignores both accelerator and volum
 
 from __future__ import annotations
 
+from kfp.dsl import PipelineTask
+
+from components import GPU_IMAGE
 from components.evaluate import evaluate
 from components.export import export
 from components.promote import promote
 from components.train import train
-from kfp.dsl import PipelineTask
 
 DETERMINISTIC = {
     "prepare", "stats", "evaluate", "build_proxy_bapps", "combine_transfer", "part_list", "prepare_merge", "stats_merge"
@@ -36,8 +38,10 @@ def cache(task: PipelineTask, step: str) -> PipelineTask:
 
 
 def gpu_training(task: PipelineTask, *, gpus: int = 1, cpu: str = "8", memory: str = "32G") -> PipelineTask:
-    """Request ``gpus`` accelerators, CPU/memory limits and a ``/dev/shm`` emptyDir for ``task``."""
+    """Request ``gpus`` accelerators, CPU/memory limits and a ``/dev/shm`` emptyDir for ``task``; run it in
+    :data:`components.GPU_IMAGE`."""
     task.set_accelerator_type(GPU_TYPE).set_accelerator_limit(gpus)
+    task.container_spec.image = GPU_IMAGE  # the CUDA variant of the image (the component declares the CPU one)
     task.set_cpu_limit(cpu).set_memory_limit(memory)
     mount = {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": SHM_SIZE}
     k8s = task.platform_config.setdefault("kubernetes", {})

@@ -15,14 +15,14 @@ it and the per-part requests (``pipelines.common.data_part``) are compile-time s
 
 from typing import NamedTuple
 
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset
+
 from components.part_list import part_list
 from components.prepare import prepare
 from components.prepare_merge import prepare_merge
 from components.stats import stats
 from components.stats_merge import stats_merge
-from kfp import dsl
-from kfp.dsl import Artifact, Dataset
-
 from pipelines.common import cache, data_part
 
 PARALLELISM = 64  # part tasks running at once (KFP takes it at compile time)

@@ -14,13 +14,13 @@ and the automatic, 0-point PSNR). Defaults are committed-sample sized (a width-1
 
 from typing import NamedTuple
 
+from kfp import dsl
+from kfp.dsl import Artifact, Model
+
 from components.evaluate_guided import evaluate_guided
 from components.prepare import prepare
 from components.stats import stats
 from components.train import train
-from kfp import dsl
-from kfp.dsl import Artifact, Model
-
 from pipelines.common import cache, export_step, gpu_training, promote_step
 
 

@@ -18,12 +18,12 @@ registered ``lpips_2afc`` training output converted to the ``save_lpips`` file t
 
 from typing import NamedTuple
 
-from components.build_proxy_bapps import build_proxy_bapps
-from components.evaluate_lpips import evaluate_lpips
-from components.train import train
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
+from components.build_proxy_bapps import build_proxy_bapps
+from components.evaluate_lpips import evaluate_lpips
+from components.train import train
 from pipelines.common import cache, export_step, gpu_training, promote_step
 
 SHARED = "../shared/datasets"

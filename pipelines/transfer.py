@@ -16,13 +16,13 @@ which probes them beside trained models in one table; no export (a representatio
 
 from typing import NamedTuple
 
+from kfp import dsl
+from kfp.dsl import Artifact, Model
+
 from components.combine_transfer import combine_transfer
 from components.prepare import prepare
 from components.train import train
 from components.transfer import transfer as transfer_probe
-from kfp import dsl
-from kfp.dsl import Artifact, Model
-
 from pipelines.common import cache, gpu_training, promote_step
 
 

@@ -5,8 +5,8 @@
     chromaflow pipeline submit --name colorization --host https://kfp.example.org --token $TOKEN \\
         --experiment chromaflow --arg width=1.0 --arg steps=450000
 
-Pipelines live in the project's ``pipelines/`` folder (beside ``components/``), found from this checkout or
-the current directory. ``run`` uses the KFP local ``SubprocessRunner(use_venv=False)``: each task runs in a
+Pipelines live in the project's ``pipelines`` package (beside ``components``; both ship in the wheel, and
+``src/`` links to them in a checkout). ``run`` uses the KFP local ``SubprocessRunner(use_venv=False)``: each task runs in a
 subprocess of this interpreter's environment (relative paths resolve against the current directory; image,
 accelerator and volume settings are ignored). ``submit`` sends the compiled YAML with
 ``kfp.Client.create_run_from_pipeline_package`` (optionally uploading it as a pipeline version first).
@@ -19,7 +19,6 @@ import importlib
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,32 +39,33 @@ PIPELINES: dict[str, tuple[str, str]] = {
 
 
 def project_root() -> Path:
-    """The folder holding ``pipelines/`` and ``components/``: this checkout, else the current directory."""
-    for cand in (Path(__file__).resolve().parents[2], Path.cwd().resolve()):
-        if (cand / "pipelines").is_dir() and (cand / "components").is_dir():
+    """The source checkout (``params.yaml``, ``data/``) the demo reads: the one the ``pipelines`` package is
+    imported from (``src/pipelines`` links to it), else the current directory."""
+    import pipelines
+
+    for cand in (Path(pipelines.__file__).resolve().parent.parent, Path.cwd().resolve()):
+        if (cand / "params.yaml").is_file() and (cand / "pipelines").is_dir() and (cand / "components").is_dir():
             return cand
     raise FileNotFoundError(
-        "pipeline: no pipelines/ and components/ folders beside this package or in the current directory "
-        f"({Path.cwd()}); run from the project root"
+        f"pipeline: no source checkout (params.yaml, pipelines/, components/) in the current directory ({Path.cwd()})"
     )
 
 
 def load_pipeline(name: str) -> Any:
-    """Import the pipeline function ``name`` (a key of :data:`PIPELINES`) from ``pipelines/``."""
+    """Import the pipeline function ``name`` (a key of :data:`PIPELINES`) from the ``pipelines`` package."""
     if name not in PIPELINES:
         raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
-    root = str(project_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
     module, func = PIPELINES[name]
     return getattr(importlib.import_module(module), func)
 
 
 def package_path(name: str) -> Path:
-    """Where the compiled YAML of ``name`` is kept: ``pipelines/<name>.yaml``."""
+    """Where the compiled YAML of ``name`` is kept: ``pipelines/<name>.yaml`` (package data of ``pipelines``)."""
     if name not in PIPELINES:
         raise ValueError(f"pipeline: unknown pipeline {name!r}; known: {sorted(PIPELINES)}")
-    return project_root() / "pipelines" / f"{name}.yaml"
+    from importlib.resources import files
+
+    return Path(str(files("pipelines") / f"{name}.yaml"))
 
 
 def compile_pipeline(name: str, out: str | os.PathLike | None = None) -> Path:
@@ -112,28 +112,41 @@ def _coerce(func: Any, arguments: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+RUNNERS = ("subprocess", "docker")  # KFP local runners: this environment, or each task in its compiled image
+
+
 def run_local(
-    name: str, arguments: Mapping[str, Any] | None = None, root: str | os.PathLike = "runs/kfp"
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    root: str | os.PathLike = "runs/kfp",
+    *,
+    runner: str = "subprocess",
 ) -> dict[str, Any]:
-    """Run pipeline ``name`` locally (KFP ``SubprocessRunner(use_venv=False)``), artifacts under ``root``.
+    """Run pipeline ``name`` locally, artifacts under ``root``: ``runner="subprocess"`` (KFP
+    ``SubprocessRunner(use_venv=False)``: this interpreter's environment) or ``"docker"`` (KFP ``DockerRunner``:
+    every task in its compiled image through ``$DOCKER_HOST``, e.g. ``podman system service``; only ``root`` is
+    mounted, at its own path, so inputs must lie under it).
 
     Returns the pipeline's outputs: artifacts as their local paths, parameters as values. Raises
     ``RuntimeError`` when a task fails (its log is above in the output).
     """
     import kfp.local
 
+    if runner not in RUNNERS:
+        raise ValueError(f"pipeline: unknown runner {runner!r}; known: {sorted(RUNNERS)}")
     func = load_pipeline(name)
     args = _coerce(func, arguments or {})
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local_runner = kfp.local.SubprocessRunner(use_venv=False) if runner == "subprocess" else kfp.local.DockerRunner()
+    kfp.local.init(runner=local_runner, pipeline_root=str(root), raise_on_error=True)
     t0 = time.monotonic()
     try:
         with warnings.catch_warnings():
-            # Expected with SubprocessRunner(use_venv=False), said once per task: our components name the
-            # project's image (not a "python" one) and declare cpu/memory/accelerator for clusters; locally
-            # every task runs in this interpreter's environment, which is the image's, and the limits do not
-            # apply. See the module docstring.
+            # Said once per task. SubprocessRunner(use_venv=False): our components name the project's image (not
+            # a "python" one) and every task runs in this interpreter's environment, which is the image's
+            # (DockerRunner honours the image and never says it). Both local runners ignore the cpu/memory/
+            # accelerator settings the pipelines declare for clusters. See the module docstring.
             warnings.filterwarnings("ignore", message=r".*custom or non-Python base image", category=RuntimeWarning)
             warnings.filterwarnings("ignore", message=r"Task '.*': settings .* have no effect in the current local")
             task = func(**args)
@@ -345,6 +358,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help=f"pipeline: {', '.join(PIPELINES)} (compile: all by default)")
     parser.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="pipeline argument (repeat)")
     parser.add_argument("--root", default="runs/kfp", help="run: local pipeline root for artifacts")
+    parser.add_argument(
+        "--runner", choices=RUNNERS, default="subprocess", help="run: this environment, or each task in its image"
+    )
     parser.add_argument("--out", default=None, help="compile: output YAML (with --name)")
     parser.add_argument("--host", default=None, help="submit: Kubeflow Pipelines endpoint URL")
     parser.add_argument("--token", default=os.environ.get("KFP_TOKEN"), help="submit: bearer token ($KFP_TOKEN)")
@@ -363,7 +379,7 @@ def main(args: argparse.Namespace) -> int:
             for n in names:
                 print(compile_pipeline(n, args.out if args.name else None))
         elif args.action == "run":
-            for k, v in run_local(args.name or "colorization", arguments, args.root).items():
+            for k, v in run_local(args.name or "colorization", arguments, args.root, runner=args.runner).items():
                 print(f"{k}: {v}")
         else:
             if not args.host:

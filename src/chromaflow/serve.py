@@ -42,11 +42,11 @@ from urllib.parse import urlparse
 
 from chromaflow.gateway.server import free_port
 from chromaflow.io import read_json, write_json, write_text
+from chromaflow.resources import serving_dir
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_TEMPLATE = REPO / "serving" / "config.properties"
+CONFIG_TEMPLATE = serving_dir() / "config.properties"
 STATE = "server.json"  # in the run dir: pid, urls, model name
 KEY_FILE = "key_file.json"  # written by TorchServe in its cwd (the run dir)
 USER_PORTS = (8080, 8081, 8082)

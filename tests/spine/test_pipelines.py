@@ -42,7 +42,9 @@ def test_colorization_dag_caching_and_resources():
         "export": False,
     }
     execs = spec["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in execs.values()} == {f"chromaflow:{__version__}"}
+    images = {k: e["container"]["image"] for k, e in execs.items()}
+    assert images.pop("exec-train") == f"chromaflow:{__version__}-cuda", "the GPU task runs the CUDA variant"
+    assert set(images.values()) == {f"chromaflow:{__version__}"}, "every CPU task runs the CPU variant"
     acc = execs["exec-train"]["container"]["resources"]["accelerator"]
     assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) == 1
     assert not any("accelerator" in e["container"].get("resources", {}) for k, e in execs.items() if k != "exec-train")

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,11 +60,11 @@ from chromaflow.export.handler_settings import (
 )
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.models import read_config, sha256_file
+from chromaflow.resources import serving_dir
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[3]
-SERVING_DIR = REPO / "serving"  # handler + model config templates (the repo's serving/ folder)
+SERVING_DIR = serving_dir()  # handler + model config templates (the repo's serving/ folder, packaged)
 HANDLER = "colorize_handler.py"
 MODEL_CONFIG = "model-config.yaml"
 WEIGHTS = "model.safetensors"
@@ -296,7 +297,7 @@ def export_mar(
         built = _archive(stage, name, meta["version"], kind.handler, kind.weights)
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(mar) as tmp_mar:
-            os.replace(built, tmp_mar)
+            shutil.move(built, tmp_mar)  # the build dir may be on another filesystem (a container's /tmp)
     write_json(sidecar, {**meta, "archive": mar.name, "archive_sha256": _sha256(mar)})
     log.info("export: wrote %s (version %s, weights sha256 %s)", mar, meta["version"], meta["sha256"][:12])
     return mar

@@ -34,13 +34,13 @@ from chromaflow.evaluate.report import markdown_table
 from chromaflow.models.shipped import (
     CARD_JSON,
     CARD_MD,
-    CHECKOUT,
     MAX_BYTES,
     REPRODUCE_SH,
     WEIGHTS_FILE,
     weights_root,
 )
 from chromaflow.models.weights import load_weights, read_config, save_weights
+from chromaflow.resources import weights_dir
 from chromaflow.tracking.lineage import data_hash
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ def ship(
     io.write_text(script, _reproduce_script(c))
     script.chmod(0o755)
     report = Path(evaluation) / "report.md" if evaluation else None
-    shown = script.resolve().relative_to(CHECKOUT) if script.resolve().is_relative_to(CHECKOUT) else script
+    top = weights_dir().resolve().parent  # the checkout's root: the card shows weights/<name>/reproduce.sh
+    shown = script.resolve().relative_to(top) if script.resolve().is_relative_to(top) else script
     io.write_text(
         out / CARD_MD,
         _card_markdown(c, description, report.read_text() if report and report.is_file() else "", script=shown),

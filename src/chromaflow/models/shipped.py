@@ -19,6 +19,7 @@ from torch import nn
 
 from chromaflow import io
 from chromaflow.models.weights import load_weights, sha256_file
+from chromaflow.resources import weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,10 @@ REPRODUCE_SH = "reproduce.sh"  # the card's commands as one script: the one comm
 MAX_BYTES = 10 * 1024 * 1024  # the repository's limit per shipped model
 
 
-CHECKOUT = Path(__file__).resolve().parents[3]  # the repository root of a source checkout
-
-
 def weights_root() -> Path:
-    """``$CHROMAFLOW_WEIGHTS`` or ``weights/`` at the root of the checkout."""
+    """``$CHROMAFLOW_WEIGHTS`` or the packaged ``weights/`` (:func:`chromaflow.resources.weights_dir`)."""
     env = os.environ.get("CHROMAFLOW_WEIGHTS")
-    return Path(env) if env else CHECKOUT / "weights"
+    return Path(env) if env else weights_dir()
 
 
 def shipped_names() -> list[str]:

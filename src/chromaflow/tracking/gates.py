@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+PROJECT_GATES = (
+    "mlflow/promotion.yaml"  # as the CLI and components name it; read from package data when the cwd has none
+)
+
 DIRECTIONS = ("higher", "lower")
 GATE_KEYS = {"metric", "direction", "min_margin", "description"}
 
@@ -75,6 +79,10 @@ def load_gates(path: str | os.PathLike, model: str) -> tuple[list[Gate], str]:
     import yaml
 
     p = Path(path)
+    if not p.is_file() and str(path) == PROJECT_GATES:  # the project's gates: packaged with the library
+        from chromaflow.resources import promotion_gates
+
+        p = promotion_gates()
     if not p.is_file():
         raise GateError(f"gates file {p} not found")
     text = p.read_bytes()

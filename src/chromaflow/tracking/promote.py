@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chromaflow import io
-from chromaflow.tracking.gates import Gate, GateError, load_gates
+from chromaflow.tracking.gates import PROJECT_GATES, Gate, GateError, load_gates
 from chromaflow.tracking.runs import configure
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ CHALLENGER = "challenger"
 METRIC_TAG = "metric."
 EVAL_SET_TAG = "chromaflow.eval_set"
 TAG = "chromaflow.promotion."
-DEFAULT_GATES = "mlflow/promotion.yaml"
+DEFAULT_GATES = PROJECT_GATES
 
 
 class PromotionError(RuntimeError):
