@@ -107,19 +107,23 @@ def image_example() -> np.ndarray:
     return example()
 
 
-def _example_array(example: Any, kind: str = "colorization", name: str | None = None) -> np.ndarray:
-    """The input example for ``kind``. Image kinds: ``example`` as uint8 ``(N, H, W, 3)`` (accepts that, or a
-    torch ``(N, 3, H, W)`` uint8 tensor; ``None``: :func:`image_example`). ``lpips``: ``example`` when it is
-    already a uint8 ``(N, 2, H, W, 3)`` pair batch, else the model ``name``'s description's example (a caller's
-    image is not a pair)."""
-    if kind == "lpips":
-        from chromaflow.models import describe
+def _example_array(example: Any, name: str) -> np.ndarray:
+    """The input example of the model ``name``. Image input (its description's signature is ``IMAGE_SIG``):
+    ``example`` as uint8 ``(N, H, W, 3)`` (accepts that, or a torch ``(N, 3, H, W)`` uint8 tensor; ``None``:
+    :func:`image_example`). Any other input (lpips: uint8 ``(N, 2, H, W, 3)`` pairs): ``example`` when it
+    already has that signature's rank, else the description's own example (a caller's image is not a pair)."""
+    from chromaflow.models import describe
+    from chromaflow.models.registry import IMAGE_SIG
 
+    description = describe(name)
+    if description.signature[0] != IMAGE_SIG:
+        dtype, shape = description.signature[0]
         x = None if example is None or hasattr(example, "detach") else np.asarray(example)
-        if x is None or x.ndim != 5:
-            return describe(str(name)).example()
-        if x.dtype != np.uint8 or x.shape[1] != 2 or x.shape[-1] != 3 or x.shape[0] < 1:
-            raise ValueError(f"log_model: LPIPS example must be uint8 (N, 2, H, W, 3), got {x.dtype} {x.shape}")
+        if x is None or x.ndim != len(shape):
+            return description.example()
+        fits = all(s in (-1, n) for s, n in zip(shape, x.shape, strict=True))  # same rank: checked above
+        if x.dtype != np.dtype(dtype) or x.shape[0] < 1 or not fits:
+            raise ValueError(f"log_model: a {name} example must be {dtype} {shape} (-1: any), got {x.dtype} {x.shape}")
         return x
     if example is None:
         return image_example()
@@ -212,7 +216,7 @@ def log_model(
     if size is None:
         size = _served_size(config["name"])
     _check_size(kind, size, p)
-    x = _example_array(example, kind, config["name"])
+    x = _example_array(example, config["name"])
     metric_tags: dict[str, str] = {}
     for k, v in (metrics or {}).items():
         try:
