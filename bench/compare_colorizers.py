@@ -59,8 +59,8 @@ def main() -> int:
     from chromaflow.data.prepare import hash_split
     from chromaflow.evaluate import metrics as M
     from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, load_eval_items
-    from chromaflow.evaluate.lpips import build_lpips
     from chromaflow.models import colorize, load_weights
+    from chromaflow.models.lpips import build_lpips
 
     old = json.loads(Path(args.reuse).read_text()) if args.reuse else {"per_photo": {}, "models": {}}
     models = []

@@ -28,7 +28,7 @@ def _inputs(args, device):
 
 
 def _model(which: str, net: str, device):
-    from chromaflow.evaluate import lpips as L
+    from chromaflow.models import lpips as L
 
     trunk = L.random_trunk_state(net, seed=0)
     if which == "ours":

@@ -12,8 +12,8 @@ calibration layers are learned) and BSDS500 train+test / val+Kodak photos for th
 
 Outputs: ``evaluation`` (2AFC / JND metrics + reports), ``decision`` (promotion JSON) and ``mar``: the
 ``champion`` after the decision exported by :func:`chromaflow.export.mar.export_mar` as ``lpips.mar`` (the
-registered ``lpips_2afc`` training output converted to the ``save_lpips`` file that
-``serving/lpips_handler.py`` loads, sha256-checked against the version's tag), served at ``/predictions/lpips``.
+registered ``lpips_2afc`` training output packed as is, which ``serving/lpips_handler.py`` loads,
+sha256-checked against the version's tag), served at ``/predictions/lpips``.
 """
 
 from typing import NamedTuple

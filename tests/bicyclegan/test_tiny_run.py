@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from chromaflow.data.pair_dataset import PairDataset
 from chromaflow.data.pairs import prepare_pairs
-from chromaflow.evaluate.lpips import build_lpips, pairwise_distances
+from chromaflow.models.lpips import build_lpips, pairwise_distances
 from chromaflow.train.engine import TrainConfig, fit, seed_all
 from chromaflow.train.tasks.bicyclegan import BicycleGANTask, to_unit
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chromaflow.evaluate import lpips as L
+from chromaflow.models import lpips as L
+from chromaflow.models import save_weights
 
 from .conftest import official_model
 
@@ -145,11 +146,11 @@ def test_strict_loaders(tmp_path, squeeze_state):
         L.load_linear_weights(m, {**official, "lin0.model.1.weight": -torch.ones(1, 64, 1, 1)})
     L.load_trunk_weights(m, squeeze_state)  # torchvision full-model keys; classifier.* dropped
     bad = {k: v for k, v in squeeze_state.items() if k != "features.12.expand3x3.bias"}
-    with pytest.raises(ValueError, match=r"missing \['features.12.expand3x3.bias'\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['features.12.expand3x3.bias'\]"):
         L.load_trunk_weights(m, bad)
     with pytest.raises(ValueError, match="unexpected"):
         L.load_trunk_weights(m, {**squeeze_state, "features.13.weight": torch.ones(1)})
-    with pytest.raises(ValueError, match="key mismatch"):
+    with pytest.raises(ValueError, match="missing keys .*unexpected keys"):
         L.load_trunk_weights(L.LPIPS("alex"), squeeze_state)
     with pytest.raises(FileNotFoundError):
         L.load_trunk_weights(m, tmp_path / "nope.pth")
@@ -157,8 +158,8 @@ def test_strict_loaders(tmp_path, squeeze_state):
 
 def test_save_load_roundtrip(tmp_path, ref_pairs):
     m = L.build_lpips("squeeze", trunk="random", seed=5)
-    L.save_lpips(m, tmp_path / "m.safetensors")
-    back = L.load_lpips(tmp_path / "m.safetensors")
+    save_weights(m, tmp_path / "m.safetensors")
+    back = L.load_distance(tmp_path / "m.safetensors")
     x0, x1 = ref_pairs
     with torch.no_grad():
         torch.testing.assert_close(back(x0, x1), m(x0, x1), atol=0, rtol=0)
@@ -166,7 +167,7 @@ def test_save_load_roundtrip(tmp_path, ref_pairs):
         from safetensors.torch import save_file
 
         save_file({"a": torch.ones(1)}, str(tmp_path / "x.safetensors"))
-        L.load_lpips(tmp_path / "x.safetensors")
+        L.load_distance(tmp_path / "x.safetensors")
 
 
 def test_shipped_assets_equal_official(shared_datasets):

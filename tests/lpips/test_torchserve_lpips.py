@@ -1,8 +1,8 @@
-"""The LPIPS endpoint end to end: ``save_lpips`` file -> ``export_mar`` -> a real TorchServe.
+"""The LPIPS endpoint end to end: ``lpips`` weights file -> ``export_mar`` -> a real TorchServe.
 
 One server for the module: LPIPS-squeeze with a seeded random trunk (``random_trunk_state``, no download) and
 the official v0.1 linear weights. Served distances are compared with the model run in-process on the same
-decoded pixels (``chromaflow.evaluate.lpips``; the metric itself is checked against the official package in
+decoded pixels (``chromaflow.models.lpips``; the metric itself is checked against the official package in
 test_metric.py).
 """
 
@@ -22,8 +22,9 @@ import torch
 from PIL import Image
 from tests.serving.conftest import HOSTILE_JSON, png_claiming_size
 
-from chromaflow.evaluate import lpips as L
 from chromaflow.export import export_mar
+from chromaflow.models import lpips as L
+from chromaflow.models import save_weights
 from chromaflow.serve import archive_names, start_server
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs Java 17 (java not on PATH)")
@@ -33,13 +34,13 @@ needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe
 def lpips_file(tmp_path_factory):
     model = L.build_lpips("squeeze", trunk=L.random_trunk_state("squeeze", seed=3), lin="official")
     path = tmp_path_factory.mktemp("lpips-model") / "squeeze.safetensors"
-    L.save_lpips(model, path)
+    save_weights(model, path)
     return path
 
 
 @pytest.fixture(scope="module")
 def model(lpips_file):
-    return L.load_lpips(lpips_file)
+    return L.load_distance(lpips_file)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,8 @@ def test_archive_holds_safetensors_and_the_lpips_handler(lpips_file, tmp_path):
     }  # fmt: skip
     assert z.read("lpips.safetensors") == lpips_file.read_bytes()  # the safetensors file as written, no pickle
     meta = json.loads(z.read("chromaflow_model.json"))
-    assert meta["weights"] == "lpips.safetensors" and meta["config"]["net"] == "squeeze"
-    assert meta["contract"] is None and meta["name"] == "lpips"
+    assert meta["weights"] == "lpips.safetensors" and meta["config"]["kwargs"]["net"] == "squeeze"
+    assert meta["config"]["name"] == "lpips" and meta["name"] == "lpips"
     import yaml
 
     cfg = yaml.safe_load(z.read("model-config.yaml"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from chromaflow.evaluate import lpips as L
+from chromaflow.models import lpips as L
 from chromaflow.serving.request import Request
 from chromaflow.train.tasks import lpips as T
 
@@ -22,7 +22,7 @@ def test_ranknet_matches_official():
     import lpips
 
     off = lpips.Dist2LogitLayer(chn_mid=32)
-    ours = T.RankNet()
+    ours = L.RankNet()
     ours.load_state_dict(off.state_dict(), strict=True)
     d0, d1 = torch.rand(7), torch.rand(7)
     torch.testing.assert_close(ours(d0, d1), off(d0.view(-1, 1, 1, 1), d1.view(-1, 1, 1, 1)).flatten())
@@ -41,6 +41,7 @@ def test_task_loss_is_eq_6_2_as_the_official_ranking_loss(tmp_path):
 
     _write_set(tmp_path / "d" / "2afc" / "train" / "s", n=2, size=32)
     task = T.LpipsTask(tmp_path / "d", variant="lin", net="squeeze", trunk=_trunk(tmp_path)[1])
+    torch.manual_seed(0)  # w and G are drawn from the global RNG: an unlucky draw made the last assert flaky
     model = task.build_model().eval()  # no dropout: the same distances in both calls
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand(4, 3, 32, 32, generator=g) for k in ("ref", "p0", "p1")}
@@ -93,7 +94,6 @@ def test_tiny_lin_run_learns_the_judgments(tmp_path):
 
 @pytest.mark.parametrize("variant", ["lin", "scratch"])
 def test_train_lin_scratch_tiny(tmp_path, variant):
-    from chromaflow.evaluate.lpips_eval import load_any_lpips
     from chromaflow.train.engine import TrainConfig, fit
 
     for split in ("train", "val"):
@@ -109,7 +109,7 @@ def test_train_lin_scratch_tiny(tmp_path, variant):
         task, TrainConfig(out=str(tmp_path / "run"), steps=3, batch_size=4, lr=1e-2, weight_decay=0.0, device="cpu")
     )
     assert 0.0 <= m["val_2afc"] <= 1.0 and np.isfinite(m["final_loss"])
-    lp = load_any_lpips(tmp_path / "run")
+    lp = L.load_distance(tmp_path / "run" / "model.safetensors")
     assert all(float(w.min()) >= 0 for w in lp.lins)
     if variant == "lin":  # the frozen trunk is exactly the one given
         torch.testing.assert_close(lp.net.state_dict(), trunk)

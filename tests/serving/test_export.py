@@ -1,5 +1,5 @@
 """chromaflow export: archive contents, lineage from the registry, idempotence, clear errors; serve config checks;
-LPIPS registrations (save_lpips and lpips_2afc) exported from a real MLflow server and served as registered."""
+LPIPS registrations (lpips and lpips_2afc) exported from a real MLflow server and served as registered."""
 
 from __future__ import annotations
 
@@ -149,18 +149,17 @@ def test_serve_refuses_a_public_gateway_host_without_public(tmp_path):
 
 @pytest.fixture(scope="module")
 def lpips_files(tmp_path_factory):
-    """Tiny LPIPS weights with random squeeze trunks: a ``save_lpips`` file and a ``train --task lpips`` output
+    """Tiny LPIPS weights with random squeeze trunks: an ``lpips`` file and a ``train --task lpips`` output
     (config ``lpips_2afc``: LPIPS + ranking net G; what the LPIPS pipeline's promote step registers)."""
     import torch
 
-    from chromaflow.evaluate import lpips as L
-    from chromaflow.models import save_weights
-    from chromaflow.train.tasks.lpips import LPIPS2AFC
+    from chromaflow.models import create_model, save_weights
+    from chromaflow.models import lpips as L
 
     root = tmp_path_factory.mktemp("lpips-weights")
     files = {"lpips": root / "lpips.safetensors", "lpips_2afc": root / "model.safetensors"}
-    L.save_lpips(L.build_lpips("squeeze", trunk=L.random_trunk_state("squeeze", seed=3)), files["lpips"])
-    two = LPIPS2AFC("squeeze")
+    save_weights(L.build_lpips("squeeze", trunk=L.random_trunk_state("squeeze", seed=3)), files["lpips"])
+    two = create_model("lpips_2afc", net="squeeze")
     L.load_trunk_weights(two.lpips, L.random_trunk_state("squeeze", 1))
     torch.manual_seed(0)
     with torch.no_grad():
@@ -185,18 +184,18 @@ def lpips_registered(mlflow_server, lpips_files):  # noqa: F811 - the imported s
 
 
 def _library_and_served(weights, model_dir) -> tuple[float, float]:
-    """LPIPS of one random 40x44 pair: the library on ``weights`` (``load_any_lpips``, [0, 1] floats) and
+    """LPIPS of one random 40x44 pair: the library on ``weights`` (``load_distance``, [0, 1] floats) and
     ``LpipsService.from_model_dir(model_dir)`` (what lpips_handler.py loads) answering a PNG request."""
     import torch
 
-    from chromaflow.evaluate.lpips_eval import load_any_lpips
+    from chromaflow.models.lpips import load_distance
     from chromaflow.serving import Request
     from chromaflow.serving.lpips_core import LpipsService
 
     x0, x1 = np.random.default_rng(5).integers(0, 256, (2, 40, 44, 3), dtype=np.uint8)
     t0, t1 = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255.0 for x in (x0, x1))
     with torch.no_grad():
-        expected = float(load_any_lpips(weights)(t0, t1)[0])
+        expected = float(load_distance(weights)(t0, t1)[0])
     service = LpipsService.from_model_dir(model_dir)
     body = {k: base64.b64encode(encode(x)).decode() for k, x in (("image0", x0), ("image1", x1))}
     (resp,) = service.handle([Request(body=json.dumps(body).encode(), content_type="application/json")])
@@ -211,7 +210,7 @@ LPIPS_MAR = {"MAR-INF/MANIFEST.json", "lpips.safetensors", "chromaflow_model.jso
 
 @pytest.mark.filterwarnings(MLFLOW_NAG)
 def test_registered_lpips_training_output_exports_a_servable_lpips_mar(lpips_registered, lpips_files, tmp_path):
-    from chromaflow.evaluate.lpips import load_lpips
+    from chromaflow.models.lpips import load_distance
 
     server, uri = lpips_registered
     mar = export_mar(uri, tmp_path / "out", tracking_uri=server)
@@ -222,9 +221,10 @@ def test_registered_lpips_training_output_exports_a_servable_lpips_mar(lpips_reg
     meta = json.loads(z.read("chromaflow_model.json"))
     assert meta["registry_weights_sha256"] == sha256_file(lpips_files["lpips_2afc"]) and meta["model_uri"] == uri
     assert meta["registered_name"] == uri.split("/")[1].split("@")[0] and meta["aliases"] == ["champion"]
-    assert meta["config"]["converted_from"] == "lpips_2afc" and meta["config"]["net"] == "squeeze"
+    assert meta["config"]["name"] == "lpips_2afc" and meta["config"]["kwargs"]["net"] == "squeeze"
+    assert z.read("lpips.safetensors") == lpips_files["lpips_2afc"].read_bytes()  # packed as registered
     z.extractall(tmp_path / "unpacked")
-    load_lpips(tmp_path / "unpacked" / "lpips.safetensors")  # a save_lpips file now, strictly loadable
+    load_distance(tmp_path / "unpacked" / "lpips.safetensors")  # strictly loadable
     expected, served = _library_and_served(lpips_files["lpips_2afc"], tmp_path / "unpacked")
     assert expected > 0 and served == pytest.approx(expected, rel=1e-5, abs=1e-7)
     before = mar.stat().st_mtime_ns
@@ -257,20 +257,20 @@ def test_tampered_registered_lpips_file_is_refused(lpips_registered, lpips_files
         repo.log_artifact(str(good), "artifacts")  # restore it for the other tests
 
 
-def test_registered_save_lpips_file_is_packed_as_downloaded(lpips_files, tmp_path, monkeypatch):
-    """A ``save_lpips`` registration: the downloaded file goes into the archive byte for byte (no re-save), and a
+def test_registered_lpips_file_is_packed_as_downloaded(lpips_files, tmp_path, monkeypatch):
+    """An ``lpips`` registration: the downloaded file goes into the archive byte for byte (no re-save), and a
     download whose sha256 differs from the version's tag is refused by export_mar itself."""
     src = lpips_files["lpips"]
     sha = {"tag": sha256_file(src)}
 
     def fake_load_registered(uri, *, tracking_uri=None, dst=None):
-        from chromaflow.evaluate.lpips import load_lpips
+        from chromaflow.models.lpips import load_distance
 
         got = Path(dst) / "artifacts" / src.name  # where mlflow's download_artifacts puts it
         got.parent.mkdir()
         got.write_bytes(src.read_bytes())
         info = {"name": "chromaflow-lpips", "version": "4", "aliases": ["champion"], "weights_sha256": sha["tag"]}
-        return load_lpips(got), info
+        return load_distance(got), info
 
     monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
     mar = export_mar("models:/chromaflow-lpips@champion", tmp_path / "out")

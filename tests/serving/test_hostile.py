@@ -132,7 +132,7 @@ def test_guided_batch_with_hostile_bodies(monkeypatch):
 
 
 def test_lpips_batch_with_hostile_bodies():
-    from chromaflow.evaluate.lpips import build_lpips
+    from chromaflow.models.lpips import build_lpips
     from chromaflow.serving.lpips_core import LpipsService
 
     torch.manual_seed(0)

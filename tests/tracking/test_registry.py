@@ -181,12 +181,11 @@ def _example_complaints(messages):
 
 @pytest.fixture(scope="module")
 def kind_files(tmp_path_factory):
-    """Tiny random-weight files of every non-eccv16 kind: siggraph17, squeeze_colorizer, save_lpips, lpips_2afc,
+    """Tiny random-weight files of every non-eccv16 kind: siggraph17, squeeze_colorizer, lpips, lpips_2afc,
     splitbrain."""
     import torch
 
-    from chromaflow.evaluate import lpips as L
-    from chromaflow.train.tasks.lpips import LPIPS2AFC
+    from chromaflow.models import lpips as L
 
     root = tmp_path_factory.mktemp("kinds")
     torch.manual_seed(0)
@@ -200,8 +199,8 @@ def kind_files(tmp_path_factory):
     models.save_weights(sb, files["splitbrain"])
     lp = L.build_lpips("squeeze", trunk="random", seed=0)
     files["lpips"] = root / "lpips.safetensors"
-    L.save_lpips(lp, files["lpips"])
-    two = LPIPS2AFC("squeeze")
+    models.save_weights(lp, files["lpips"])
+    two = models.create_model("lpips_2afc", net="squeeze")
     L.load_trunk_weights(two.lpips, L.random_trunk_state("squeeze", 1))
     with torch.no_grad():
         for w in two.lpips.lins:
@@ -259,7 +258,7 @@ def test_guided_pyfunc_equals_the_served_archive_no_hint_path(uri, kinds, kind_f
 def test_lpips_pyfunc_gives_the_library_distances(uri, kinds, kind_files, name):
     import torch
 
-    from chromaflow.evaluate.lpips_eval import load_any_lpips
+    from chromaflow.models.lpips import load_distance
 
     mv = kinds[name][0]
     mlflow.set_tracking_uri(uri)
@@ -271,7 +270,7 @@ def test_lpips_pyfunc_gives_the_library_distances(uri, kinds, kind_files, name):
     pairs = np.random.default_rng(3).integers(0, 256, (3, 2, 40, 44, 3), dtype=np.uint8)
     d = _pyfunc(uri, mv).predict(pairs)
     assert d.dtype == np.float32 and d.shape == (3,)
-    ref = load_any_lpips(kind_files[name])  # chromaflow.evaluate.lpips on the same pairs, [0, 1] floats
+    ref = load_distance(kind_files[name])  # chromaflow.models.lpips on the same pairs, [0, 1] floats
     t = torch.from_numpy(pairs).permute(0, 1, 4, 2, 3).float() / 255.0
     with torch.no_grad():
         expected = ref(t[:, 0], t[:, 1]).numpy()

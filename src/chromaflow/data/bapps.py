@@ -176,6 +176,15 @@ class JNDDataset(_BappsBase):
 
 # The output files are a DVC-hashed output, so nothing here may depend on the CPU: no BLAS (`@`, norms:
 # OpenBLAS picks kernels by CPU) and no numpy exp/sin/cos (their SIMD versions differ in the last bit).
+def score_2afc(d0: Any, d1: Any, judge: Any) -> float:
+    """Mean 2AFC agreement in [0, 1]: ``(d0<d1)(1-judge) + (d1<d0) judge + (d0==d1)/2``; all ``(N,)``."""
+    d0, d1, judge = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (d0, d1, judge))
+    if not d0.shape == d1.shape == judge.shape or d0.size == 0:
+        raise ValueError(f"score_2afc: d0 {d0.shape}, d1 {d1.shape}, judge {judge.shape} must be equal, non-empty")
+    s = (d0 < d1) * (1.0 - judge) + (d1 < d0) * judge + (d0 == d1) * 0.5
+    return float(s.mean())
+
+
 def _gray(x: np.ndarray) -> np.ndarray:
     return (x[..., 0:1] * np.float32(0.299) + x[..., 1:2] * np.float32(0.587)) + x[..., 2:3] * np.float32(0.114)
 

@@ -1,7 +1,8 @@
 """``chromaflow evaluate --task lpips``: 2AFC and JND scores of L2, PSNR, SSIM and LPIPS variants (thesis 6.4).
 
-- 2AFC (sec. 6.4.1, fractional judgments): per triplet ``score = 1 - judge`` if ``d0 < d1``, ``judge`` if
-  ``d1 < d0``, ``0.5`` on a tie; the set's score is the mean (``judge`` = fraction preferring p1).
+- 2AFC (sec. 6.4.1, fractional judgments; :func:`chromaflow.data.bapps.score_2afc`): per triplet
+  ``score = 1 - judge`` if ``d0 < d1``, ``judge`` if ``d1 < d0``, ``0.5`` on a tie; the set's score is the
+  mean (``judge`` = fraction preferring p1).
 - JND: pairs sorted by ascending distance, precision/recall of ``same``, area under the curve (VOC AP, as
   in the released code), i.e. the AP of ``same`` against ``-distance``.
 
@@ -28,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chromaflow.data.bapps import JNDDataset, TwoAFCDataset, list_sets
-from chromaflow.evaluate import lpips as L
+from chromaflow.data.bapps import JNDDataset, TwoAFCDataset, list_sets, score_2afc
 from chromaflow.io import read_json, write_bytes, write_json, write_text
+from chromaflow.models import lpips as lpips_net
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,6 @@ SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03  # Wang et al. 2004, Gaussian win
 
 
 # ----------------------------------------------------------------------------------------------- scores
-
-
-def score_2afc(d0: Any, d1: Any, judge: Any) -> float:
-    """Mean 2AFC agreement in [0, 1]: ``(d0<d1)(1-judge) + (d1<d0) judge + (d0==d1)/2``; all ``(N,)``."""
-    d0, d1, judge = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (d0, d1, judge))
-    if not d0.shape == d1.shape == judge.shape or d0.size == 0:
-        raise ValueError(f"score_2afc: d0 {d0.shape}, d1 {d1.shape}, judge {judge.shape} must be equal, non-empty")
-    s = (d0 < d1) * (1.0 - judge) + (d1 < d0) * judge + (d0 == d1) * 0.5
-    return float(s.mean())
 
 
 def voc_ap(rec: np.ndarray, prec: np.ndarray) -> float:
@@ -144,19 +136,6 @@ def _distances(fn: Callable, a: torch.Tensor, b: torch.Tensor, batch: int, devic
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def load_any_lpips(path: str | os.PathLike, device: str | torch.device = "cpu") -> L.LPIPS:
-    """An LPIPS model from a :func:`~chromaflow.evaluate.lpips.save_lpips` file or a ``train --task lpips`` run."""
-    from chromaflow.train.tasks.lpips import load_trained
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    try:
-        return L.load_lpips(path, device=device)
-    except ValueError:
-        return load_trained(path, device=device)
-
-
 def build_variants(
     trunks: Mapping[str, str], weights: Sequence[str], device: torch.device, version: str = "0.1"
 ) -> list[tuple[str, str, Callable]]:
@@ -166,12 +145,12 @@ def build_variants(
     for net, src in trunks.items():
         tag = "random trunk" if src == "random" else "pretrained trunk"
         group = "Net (Random)" if src == "random" else "Net (Supervised)"
-        base = L.build_lpips(net, trunk=src, lin=None, version=version, device=device)
+        base = lpips_net.build_lpips(net, trunk=src, lin=None, version=version, device=device)
         rows.append((group, f"{net} ({tag})", base))
-        lin = L.build_lpips(net, trunk=src, lin="official", version=version, device=device)
+        lin = lpips_net.build_lpips(net, trunk=src, lin="official", version=version, device=device)
         rows.append(("LPIPS (official w)", f"{net}-lin ({tag})", lin))
     for w in weights:
-        m = load_any_lpips(w, device=device)
+        m = lpips_net.load_distance(w, device=device)
         rows.append(("LPIPS (trained here)", f"{Path(w).parent.name or Path(w).stem}: {m.net_name}", m))
     return rows
 
@@ -190,7 +169,7 @@ def evaluate_lpips(
 
     Args:
         trunks: ``{net: torchvision state_dict path | "random"}`` for the LPIPS backbones to include.
-        weights: trained LPIPS files (``save_lpips`` or ``chromaflow train --task lpips`` outputs).
+        weights: trained LPIPS weights files (``lpips`` or ``lpips_2afc`` models: ``chromaflow train --task lpips``).
     Returns the metrics dict (also ``<out>/metrics.json``): ``{"2afc": {variant: {set: score}}, "jnd": ...}``.
     """
     data, out = Path(data), Path(out)
@@ -220,7 +199,7 @@ def evaluate_lpips(
             scores["All"] = float(np.mean(list(scores.values())))
     write_json(out / "metrics.json", res)
     write_text(out / "report.md", report_markdown(res))
-    lp = [v for v in variants if isinstance(v[2], L.LPIPS) and v[2].lins is not None]
+    lp = [v for v in variants if isinstance(v[2], lpips_net.LPIPS) and v[2].lins is not None]
     if gallery and lp:
         write_bytes(out / "gallery.png", gallery_png(lp[-1][2], TwoAFCDataset(sets_2afc[0]), gallery, lp[-1][1]))
     return res
@@ -271,7 +250,7 @@ def map_to_rgb(m: torch.Tensor, vmax: float | None = None) -> np.ndarray:
     return (colormaps["viridis"](np.clip(a / vmax, 0, 1))[..., :3] * 255).round().astype(np.uint8)
 
 
-def gallery_png(model: L.LPIPS, ds: TwoAFCDataset, n: int, title: str = "") -> bytes:
+def gallery_png(model: lpips_net.LPIPS, ds: TwoAFCDataset, n: int, title: str = "") -> bytes:
     """Rows of ``ref | p0 | map(ref, p0) | p1 | map(ref, p1)`` (maps share one colour scale) as PNG bytes."""
     from PIL import Image, ImageDraw
 
@@ -311,8 +290,8 @@ def _parse_trunks(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for it in items:
         net, sep, src = it.partition("=")
-        if not sep or net not in L.NETS:
-            raise ValueError(f"--trunk {it!r}: expected NET=PATH|random with NET in {sorted(L.NETS)}")
+        if not sep or net not in lpips_net.NETS:
+            raise ValueError(f"--trunk {it!r}: expected NET=PATH|random with NET in {sorted(lpips_net.NETS)}")
         out[net] = src
     return out
 

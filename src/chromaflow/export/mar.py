@@ -14,11 +14,9 @@ A ``siggraph17`` (user-guided, thesis ch. 3) model gets ``guided_handler.py`` an
 instead (its default name is ``colorize_guided``); ``chromaflow serve`` registers that one archive under the
 endpoint names ``colorize_guided``, ``palette`` and ``gamut``.
 
-An LPIPS file (``chromaflow.evaluate.lpips.save_lpips``, thesis ch. 6; told apart by its ``chromaflow.lpips``
-metadata) is strictly loaded once, then packed as ``lpips.safetensors`` with ``lpips_handler.py`` and
-``lpips-model-config.yaml`` (default name ``lpips``). A ``chromaflow train --task lpips`` output (config
-``lpips_2afc``: LPIPS + ranking net G) is first converted to that format (its LPIPS part, as
-``evaluate.lpips_eval.load_any_lpips`` reads it, written by ``save_lpips``)::
+An LPIPS model (``lpips`` or a ``chromaflow train --task lpips`` output ``lpips_2afc``, thesis ch. 6; its
+description's handler is ``lpips``) is strictly loaded once, then its file is packed as is as
+``lpips.safetensors`` with ``lpips_handler.py`` and ``lpips-model-config.yaml`` (default name ``lpips``)::
 
     chromaflow export --weights runs/lpips/lin/lpips.safetensors --out runs/export      # -> lpips.mar
     chromaflow export --model models:/chromaflow-lpips@champion --out runs/export       # -> lpips.mar
@@ -85,58 +83,37 @@ class HandlerKind:
 
 def handler_kind(model_name: str) -> HandlerKind:
     """The :class:`HandlerKind` of a registry model name: its description's ``handler`` (``guided`` for
-    ``siggraph17``); a model without one is served by the automatic colorize handler."""
+    ``siggraph17``, ``lpips`` for the LPIPS models); a model without one is served by the automatic colorize
+    handler."""
     from chromaflow.models import described_models
 
     description = described_models().get(model_name)
-    if description is not None and description.handler == "guided":
+    handler = None if description is None else description.handler
+    if handler == "guided":
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
+    if handler == "lpips":
+        return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", LPIPS_WEIGHTS_FILE)
     return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
 
 
-def lpips_kind() -> HandlerKind:
-    """The :class:`HandlerKind` of an LPIPS metric file (``save_lpips``): the lpips handler, name ``lpips``."""
-    return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", LPIPS_WEIGHTS_FILE)
-
-
-def _local_config(src: Path) -> tuple[dict[str, Any], HandlerKind]:
-    """Config and handler kind of a local weights file: a ``save_lpips`` file (checked by loading it strictly)
-    or a ``save_weights`` one; anything else raises ``ValueError`` naming the file."""
-    from chromaflow.evaluate.lpips import lpips_file_config
-
-    cfg = lpips_file_config(src)  # raises ValueError naming the file when it is not safetensors at all
-    if cfg is None:
-        config = read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
-        return config, handler_kind(str(config.get("name")))
-    from chromaflow.evaluate.lpips import load_lpips
-
-    try:
-        load_lpips(src)  # strict: every tensor present with its shape, config valid
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"export_mar: {src}: not a loadable LPIPS file ({e})") from None
-    return {**cfg, "kind": "lpips"}, lpips_kind()
+def _packs_file(kind: HandlerKind) -> bool:
+    """Whether an archive of ``kind`` packs the weights file itself (LPIPS) rather than a re-save of the model."""
+    return kind.weights != WEIGHTS
 
 
 def _stage_local(src: Path, stage: Path) -> tuple[dict[str, Any], HandlerKind, Path]:
-    """``(config, kind, staged weights)``: ``src`` copied into ``stage`` under its kind's archive name, or for a
-    ``train --task lpips`` output (config ``lpips_2afc``) its LPIPS part converted to a ``save_lpips`` file
-    (``load_any_lpips`` -> ``save_lpips``, extra metadata ``converted_from`` / ``source_sha256``)."""
-    from chromaflow.evaluate.lpips import save_lpips
-    from chromaflow.evaluate.lpips_eval import load_any_lpips
-    from chromaflow.tracking.registry import kind_of
+    """``(config, kind, staged weights)``: ``src`` (a ``save_weights`` file; an LPIPS one checked by loading it
+    strictly) copied into ``stage`` under its kind's archive name; anything else raises ``ValueError`` naming
+    the file."""
+    config = read_config(src)  # raises ValueError naming the file when it is not a chromaflow weights file
+    kind = handler_kind(str(config.get("name")))
+    if _packs_file(kind):
+        from chromaflow.models import load_weights
 
-    config, kind = _local_config(src)
-    name = config.get("name")
-    if config.get("kind") != "lpips" and kind_of(str(name)) == "lpips":  # lpips_2afc training output
-        converted = stage / "converted" / lpips_kind().weights
-        converted.parent.mkdir()
         try:
-            model = load_any_lpips(src)  # strict; w projected onto >= 0 as the training output is scored
+            load_weights(src)  # strict: every tensor present with its shape, config valid
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"export_mar: {src}: not a loadable {name} file ({e})") from None
-        save_lpips(model, converted, extra={"converted_from": str(name), "source_sha256": _sha256(src)})
-        src = converted
-        config, kind = _local_config(src)
+            raise ValueError(f"export_mar: {src}: not a loadable {config.get('name')} file ({e})") from None
     weights = stage / kind.weights
     weights.write_bytes(src.read_bytes())
     return config, kind, weights
@@ -228,9 +205,8 @@ def export_mar(
 
     Args:
         model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (MLflow registry, via
-            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` or ``save_lpips`` file
-            (or of a ``train --task lpips`` output, converted). An LPIPS registration is packed from its
-            downloaded weights file (sha256 equal to the version's tag), not re-saved.
+            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` file. An LPIPS
+            registration is packed from its downloaded weights file (sha256 equal to the version's tag), not re-saved.
         tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
         name: model name in TorchServe (default: the served name of the model's kind, registered or not:
             ``colorize``, ``colorize_guided`` or ``lpips``, so one model has one URL whatever its registry name;
@@ -250,7 +226,7 @@ def export_mar(
         stage = Path(tmp)
         if uri.startswith("models:/"):
             model, info, downloaded = _from_registry(uri, tracking_uri, stage / "registry")
-            if _is_lpips(downloaded):
+            if _packs_file(handler_kind(str(read_config(downloaded).get("name")))):
                 config, kind, weights = _stage_local(downloaded, stage)  # the registered file, as for a local one
             else:
                 from chromaflow.models import save_weights
@@ -284,7 +260,7 @@ def export_mar(
             "weights": kind.weights,
             "sha256": _sha256(weights),
             "config": config,
-            "contract": config.get("contract"),  # None for LPIPS (no Lab contract)
+            "contract": config.get("contract"),
             "model_config": cfg,
             "chromaflow_version": chromaflow.__version__,
         }
@@ -301,13 +277,6 @@ def export_mar(
     write_json(sidecar, {**meta, "archive": mar.name, "archive_sha256": _sha256(mar)})
     log.info("export: wrote %s (version %s, weights sha256 %s)", mar, meta["version"], meta["sha256"][:12])
     return mar
-
-
-def _is_lpips(path: Path) -> bool:
-    """Whether ``path`` holds an LPIPS model (a ``save_lpips`` file or a ``lpips_2afc`` training output)."""
-    from chromaflow.tracking.registry import weights_kind
-
-    return weights_kind(path)[0] == "lpips"
 
 
 def _up_to_date(mar: Path, sidecar: Path, meta: dict[str, Any]) -> bool:
@@ -362,7 +331,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--weights",
         type=Path,
-        help="a local weights file (save_weights, save_lpips or train --task lpips), no registry",
+        help="a local weights file (save_weights, e.g. a train output), no registry",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")

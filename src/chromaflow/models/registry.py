@@ -79,13 +79,16 @@ def make_contract(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**LAB_CONTRACT, **overrides}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a factory under its function name; the wrapped factory attaches ``.config``.
+def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None) -> Any:
+    """Register a factory under its function name (or ``name``: ``@register_model(name="lpips")``); the
+    wrapped factory attaches ``.config``.
 
     The factory takes keyword arguments only (its architecture knobs); the wrapper adds a
     ``contract=`` keyword holding overrides of ``LAB_CONTRACT``.
     """
-    name = fn.__name__
+    if fn is None:
+        return functools.partial(register_model, name=name)
+    name = name or fn.__name__
     if name in _MODELS:
         raise ValueError(f"register_model: a model named {name!r} is already registered")
     sig = inspect.signature(fn)

@@ -1,7 +1,8 @@
 """LPIPS endpoint core: two images -> their LPIPS distance (and optionally the spatial map as PNG).
 
 Plain functions over :mod:`chromaflow.serving.request` / ``response`` (no server import), hosted by
-``serving/lpips_handler.py`` in TorchServe (archive from ``chromaflow export`` of a ``save_lpips`` file).
+``serving/lpips_handler.py`` in TorchServe (archive from ``chromaflow export`` of an ``lpips`` / ``lpips_2afc``
+weights file).
 Request: ``Content-Type: application/json`` (any other content type is a 415) with::
 
     {"image0": "<base64 PNG/JPEG/WebP>", "image1": "<base64>", "spatial": false, "resize": "to_first"}
@@ -28,8 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from chromaflow.evaluate import lpips as L
 from chromaflow.export.handler_settings import ARCHIVE_META, LPIPS_MAX_PIXELS, LPIPS_WEIGHTS_FILE, LpipsConfig
+from chromaflow.models import lpips as lpips_net
 from chromaflow.serving.isolation import guarded, run_isolated
 from chromaflow.serving.request import Request, RequestError, decode_image, json_object, shown
 from chromaflow.serving.response import Response
@@ -109,15 +110,15 @@ def spatial_png(m: torch.Tensor) -> tuple[bytes, float]:
 
 
 class LpipsService:
-    """``handle(requests) -> responses`` for one loaded :class:`~chromaflow.evaluate.lpips.LPIPS` model.
+    """``handle(requests) -> responses`` for one loaded :class:`~chromaflow.models.lpips.LPIPS` model.
 
     Valid requests of one batch that share a size run in one trunk pass; bad ones get 4xx JSON and never
     fail the others.
     """
 
     def __init__(
-        self, model: L.LPIPS, *, max_pixels: int | None = None, config: LpipsConfig | Mapping[str, Any] | None = None,
-        meta: Mapping[str, Any] | None = None,
+        self, model: lpips_net.LPIPS, *, max_pixels: int | None = None,
+        config: LpipsConfig | Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
     ) -> None:  # fmt: skip
         if not isinstance(config, LpipsConfig):
             config = LpipsConfig.from_mapping(config)
@@ -132,7 +133,8 @@ class LpipsService:
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, config: LpipsConfig | Mapping[str, Any] | None = None,
                        device: str | torch.device = "cpu") -> LpipsService:  # fmt: skip
-        """Load an unpacked archive: ``chromaflow_model.json`` names the weights (a ``save_lpips`` file) and their
+        """Load an unpacked archive: ``chromaflow_model.json`` names the weights (an ``lpips`` or
+        ``lpips_2afc`` ``save_weights`` file) and their
         sha256, which is checked; without it, ``<model_dir>/lpips.safetensors``."""
         from chromaflow.models import sha256_file
 
@@ -143,7 +145,7 @@ class LpipsService:
             raise ValueError(
                 f"LpipsService: {weights}: sha256 differs from {model_dir / ARCHIVE_META} (corrupt archive)"
             )
-        model = L.load_lpips(weights, device=device)
+        model = lpips_net.load_distance(weights, device=device)
         return cls(model, config=config, meta=meta)
 
     def compute_batch(self, pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -41,15 +41,21 @@ def _described(model, model_input, size: int, **options) -> np.ndarray:
 
 
 def _lpips(model, model_input, size: int) -> np.ndarray:
+    """An LPIPS model: uint8 ``(N, 2, H, W, 3)`` pairs -> float32 ``(N,)`` distances, through its description's
+    ``predict``, ``BATCH`` pairs per call."""
     import torch
 
-    from chromaflow.evaluate.lpips import pairwise_distances
+    from chromaflow.models import describe
 
     x = np.asarray(model_input)
     if x.dtype != np.uint8 or x.ndim != 5 or x.shape[1] != 2 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 image pairs of shape (N, 2, H, W, 3), got {x.dtype} {x.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 1, 4, 2, 3)  # (N, 2, 3, H, W) uint8
-    return pairwise_distances(model, t[:, 0], t[:, 1], batch_size=BATCH).numpy().astype(np.float32)
+    description = describe(model.config["name"])
+    pairs = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 1, 4, 2, 3)  # (N, 2, 3, H, W) uint8
+    out = []
+    for chunk in pairs.split(BATCH):
+        out += [description.to_output(d) for d in description.predict(model, list(chunk))]
+    return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
 class ChromaflowModel(PythonModel):

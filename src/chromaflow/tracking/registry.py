@@ -6,8 +6,7 @@
 
 The MLflow model is a pyfunc built from code (``pyfunc_model.py``; nothing is cloudpickled) with the
 safetensors weights as its ``weights`` artifact; its kind, signature, input example and served size come from
-the model's description (``chromaflow.models.describe``; docs/architecture.md). LPIPS files (``save_lpips``,
-``lpips_2afc``) are the one kind without a description yet: uint8 ``(N, 2, H, W, 3)`` pairs -> float32 ``(N,)``.
+the model's description (``chromaflow.models.describe``; docs/architecture.md).
 
 Any model without a description is refused at registration (``ValueError`` naming the file and the name). The
 version carries the lineage tags, ``chromaflow.weights_sha256``, ``chromaflow.kind``, ``metric.<name>`` and
@@ -40,18 +39,12 @@ _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<
 
 
 UNUSED_SIZE = 256  # the "size" model_config of the kinds that ignore it (lpips, representation)
-LPIPS_NAMES = frozenset({"lpips", "lpips_2afc"})  # save_lpips files and `train --task lpips` outputs: kind lpips
-LPIPS_EXAMPLE_SIZE = 64  # side of the LPIPS input example: above every backbone's minimum (alex: 31)
-LPIPS_SIGNATURE = (("uint8", (-1, 2, -1, -1, 3)), ("float32", (-1,)))  # image pairs -> distances
 
 
 def kind_of(name: str | None) -> str | None:
-    """The pyfunc kind of a weights config name: its model description's, ``lpips`` for the LPIPS files,
-    ``None`` for a model without a description."""
+    """The pyfunc kind of a weights config name: its model description's, ``None`` for a model without one."""
     from chromaflow.models import described_models
 
-    if name in LPIPS_NAMES:
-        return "lpips"
     description = described_models().get(str(name))
     return None if description is None else description.kind
 
@@ -60,7 +53,7 @@ def kinds() -> dict[str, str]:
     """``{weights config name: pyfunc kind}`` of every model the registry accepts (from the descriptions)."""
     from chromaflow.models import described_models
 
-    return {**{n: d.kind for n, d in described_models().items()}, **dict.fromkeys(sorted(LPIPS_NAMES), "lpips")}
+    return {n: d.kind for n, d in described_models().items()}
 
 
 def colorizing_kinds() -> frozenset[str]:
@@ -78,22 +71,11 @@ def __getattr__(name: str) -> Any:  # the former tables, now read from the model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def read_weights_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The config of a weights file: a ``save_weights`` file's own, or for a ``save_lpips`` file (no
-    ``chromaflow.config``; ``chromaflow.models.read_config`` refuses it) ``{"name": "lpips", "kwargs": <its
-    stored LPIPS config>, "contract": None}``. Reads headers only; ``ValueError`` naming ``path`` otherwise."""
-    from chromaflow.evaluate.lpips import lpips_file_config
-    from chromaflow.models import read_config
-
-    lp = lpips_file_config(path)  # None for a file without the save_lpips metadata
-    if lp is not None:
-        return {"name": "lpips", "kwargs": lp, "contract": None}
-    return read_config(path)
-
-
 def weights_kind(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """``(kind, config)`` of a weights file; ``ValueError`` naming the file and its model when the kind is unknown."""
-    config = read_weights_config(path)
+    from chromaflow.models import read_config
+
+    config = read_config(path)
     name = config.get("name")
     kind = kind_of(name)
     if kind is None:
@@ -108,7 +90,7 @@ def load_model_file(
     path: str | os.PathLike, expected_sha256: str | None = None, *, device: str = "cpu"
 ) -> tuple[str, Any, dict[str, Any]]:
     """``(kind, model, config)``: the model of ``path`` loaded strictly (sha256-checked when given, never
-    unpickled): ``chromaflow.models.load_weights``, or for LPIPS files ``evaluate.lpips_eval.load_any_lpips``."""
+    unpickled) by ``chromaflow.models.load_weights``."""
     from chromaflow.models import load_weights, sha256_file
 
     kind, config = weights_kind(path)
@@ -116,13 +98,7 @@ def load_model_file(
         actual = sha256_file(path)
         if actual.lower() != expected_sha256.lower():
             raise ValueError(f"load_weights: {path}: sha256 {actual} != expected {expected_sha256}")
-    if kind == "lpips":
-        from chromaflow.evaluate.lpips_eval import load_any_lpips
-
-        model = load_any_lpips(path, device=device)
-    else:
-        model = load_weights(path, device=device)
-    return kind, model, config
+    return kind, load_weights(path, device=device), config
 
 
 def image_example() -> np.ndarray:
@@ -132,23 +108,23 @@ def image_example() -> np.ndarray:
     return example()
 
 
-def lpips_example() -> np.ndarray:
-    """A uint8 ``(1, 2, S, S, 3)`` pair (S = :data:`LPIPS_EXAMPLE_SIZE`): a ramp and its mirror image."""
-    ramp = np.linspace(0, 255, LPIPS_EXAMPLE_SIZE, dtype=np.uint8)
-    x0 = np.broadcast_to(ramp[None, :, None], (LPIPS_EXAMPLE_SIZE, LPIPS_EXAMPLE_SIZE, 3))
-    return np.ascontiguousarray(np.stack([x0, x0[:, ::-1]])[None])
+def _example_array(example: Any, name: str) -> np.ndarray:
+    """The input example of the model ``name``. Image input (its description's signature is ``IMAGE_SIG``):
+    ``example`` as uint8 ``(N, H, W, 3)`` (accepts that, or a torch ``(N, 3, H, W)`` uint8 tensor; ``None``:
+    :func:`image_example`). Any other input (lpips: uint8 ``(N, 2, H, W, 3)`` pairs): ``example`` when it
+    already has that signature's rank, else the description's own example (a caller's image is not a pair)."""
+    from chromaflow.models import describe
+    from chromaflow.models.registry import IMAGE_SIG
 
-
-def _example_array(example: Any, kind: str = "colorization") -> np.ndarray:
-    """The input example for ``kind``. Image kinds: ``example`` as uint8 ``(N, H, W, 3)`` (accepts that, or a
-    torch ``(N, 3, H, W)`` uint8 tensor; ``None``: :func:`image_example`). ``lpips``: ``example`` when it is
-    already a uint8 ``(N, 2, H, W, 3)`` pair batch, else :func:`lpips_example` (a caller's image is not a pair)."""
-    if kind == "lpips":
+    description = describe(name)
+    if description.signature[0] != IMAGE_SIG:
+        dtype, shape = description.signature[0]
         x = None if example is None or hasattr(example, "detach") else np.asarray(example)
-        if x is None or x.ndim != 5:
-            return lpips_example()
-        if x.dtype != np.uint8 or x.shape[1] != 2 or x.shape[-1] != 3 or x.shape[0] < 1:
-            raise ValueError(f"log_model: LPIPS example must be uint8 (N, 2, H, W, 3), got {x.dtype} {x.shape}")
+        if x is None or x.ndim != len(shape):
+            return description.example()
+        fits = all(s in (-1, n) for s, n in zip(shape, x.shape, strict=True))  # same rank: checked above
+        if x.dtype != np.dtype(dtype) or x.shape[0] < 1 or not fits:
+            raise ValueError(f"log_model: a {name} example must be {dtype} {shape} (-1: any), got {x.dtype} {x.shape}")
         return x
     if example is None:
         return image_example()
@@ -164,13 +140,13 @@ def _example_array(example: Any, kind: str = "colorization") -> np.ndarray:
 
 
 def _signature(name: str) -> Any:
-    """The pyfunc's ``ModelSignature`` of the model ``name`` (its description's; LPIPS: pairs -> distances)."""
+    """The pyfunc's ``ModelSignature`` of the model ``name`` (its description's)."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     from chromaflow.models import describe
 
-    sig = LPIPS_SIGNATURE if name in LPIPS_NAMES else describe(name).signature
+    sig = describe(name).signature
     inputs, outputs = (TensorSpec(np.dtype(dtype), shape) for dtype, shape in sig)
     return ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs]))
 
@@ -212,12 +188,12 @@ def log_model(
 
     Args:
         weights_path: a file written by ``chromaflow.models.save_weights`` or
-            ``chromaflow.evaluate.lpips.save_lpips`` (validated, never unpickled) of a kind in :data:`KINDS`;
+            (validated, never unpickled) of a kind in :data:`KINDS`;
             another model is a ``ValueError`` naming the file and the model, before anything is logged.
         example: uint8 ``(N, H, W, 3)`` (or torch uint8 ``(N, 3, H, W)``) input example; keep it small
             (it is stored as JSON), e.g. one 32x32 image (``None``: :func:`image_example`). For the ``lpips``
             kind a uint8 ``(N, 2, H, W, 3)`` pair batch is used as given; anything else is replaced by
-            :func:`lpips_example`.
+            the model's description's example.
         metrics, eval_set: evaluation results written as version tags ``metric.<name>`` and
             ``chromaflow.eval_set`` (the frozen eval set's fingerprint), which ``promote`` compares.
         size: the network input size of the colorization kinds (``predict(size=...)``; siggraph17: a
@@ -250,7 +226,7 @@ def log_model(
         raise ValueError(f"log_model: {p}: upsample applies to the colorization kind only, not {kind!r}")
     if upsample is not None and upsample not in UPSAMPLE_METHODS:
         raise ValueError(f"log_model: upsample must be one of {list(UPSAMPLE_METHODS)}, got {upsample!r}")
-    x = _example_array(example, kind)
+    x = _example_array(example, config["name"])
     metric_tags: dict[str, str] = {}
     for k, v in (metrics or {}).items():
         try:
@@ -325,7 +301,7 @@ def load_registered(
     """Load ``models:/name@alias`` (or ``models:/name/version``): download the weights, verify, load strictly.
 
     The weights' sha256 must equal the version's ``chromaflow.weights_sha256`` tag; the model is built by
-    :func:`load_model_file` (safetensors, strict, never unpickles; an LPIPS registration gives the LPIPS module). ``dst``: where to keep the
+    :func:`load_model_file` (safetensors, strict, never unpickles). ``dst``: where to keep the
     downloaded weights (a temp folder, removed afterwards, when None); ``tracking_uri`` as in ``tracking_uri()``.
     Returns ``(model, info)`` with info keys ``name, version, aliases, tags, run_id, source, weights_sha256``.
     """

@@ -1,9 +1,8 @@
 """``chromaflow train --task lpips``: LPIPS lin / tune / scratch on 2AFC judgments (thesis sec. 6.3, Eq. 6.2).
 
-The model is an :class:`~chromaflow.evaluate.lpips.LPIPS` distance plus the small ranking network ``G``
-(released code: 1x1 convs 5 -> 32 -> 32 -> 1 with LeakyReLU(0.2) and a sigmoid) over
-``[d0, d1, d0 - d1, d0 / (d1 + eps), d1 / (d0 + eps)]``, trained with binary cross-entropy against the
-judgment ``h`` (fraction preferring p1). Variants:
+The model is the registered ``lpips_2afc`` (:mod:`chromaflow.models.lpips`: an LPIPS distance plus the small
+ranking network ``G``), trained with binary cross-entropy against the judgment ``h`` (fraction preferring
+p1). Variants:
 
 - ``lin``: pretrained trunk frozen; learn ``w`` (and G);
 - ``tune``: pretrained trunk fine-tuned together with ``w``;
@@ -11,7 +10,8 @@ judgment ``h`` (fraction preferring p1). Variants:
 
 ``w`` starts from the released code's init (1x1-conv default, Kaiming-uniform) projected onto ``w >= 0`` and
 is projected again before every forward pass, i.e. after every optimizer step (the engine has no
-post-step hook; the last step's projection happens when the weights are loaded, :func:`load_trained`).
+post-step hook; the last step's projection happens when the weights are loaded,
+:func:`chromaflow.models.lpips.load_distance`).
 Dropout 0.5 on the squared differences while training (released code). Defaults for this task follow
 the thesis: Adam lr 1e-4, beta1 0.5, batch 50, no weight decay; the thesis's "5 epochs + 5 epochs linear
 decay" has no engine schedule (use ``--schedule constant`` or ``cosine``).
@@ -37,61 +37,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from chromaflow.color.constants import LAB_CONTRACT
-from chromaflow.data.bapps import TwoAFCDataset, list_sets
-from chromaflow.evaluate import lpips as L
+from chromaflow.data.bapps import TwoAFCDataset, list_sets, score_2afc
+from chromaflow.models import create_model, unwrap
+from chromaflow.models import lpips as lp
 from chromaflow.train.engine import Task
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("lin", "tune", "scratch")
-RANK_EPS = 0.1  # ratio guard of G's input, released code
-
-
-class RankNet(nn.Module):
-    """``G``: distances ``d0, d1 (B,)`` -> probability ``(B,)`` that p1 is judged closer to the reference."""
-
-    def __init__(self, chn_mid: int = 32, negative_slope: float = 0.2, eps: float = RANK_EPS) -> None:
-        super().__init__()
-        self.eps = eps
-        self.model = nn.Sequential(
-            nn.Conv2d(5, chn_mid, 1), nn.LeakyReLU(negative_slope),
-            nn.Conv2d(chn_mid, chn_mid, 1), nn.LeakyReLU(negative_slope),
-            nn.Conv2d(chn_mid, 1, 1), nn.Sigmoid(),
-        )  # fmt: skip
-
-    def forward(self, d0: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
-        d0, d1 = d0.view(-1, 1, 1, 1), d1.view(-1, 1, 1, 1)
-        x = torch.cat((d0, d1, d0 - d1, d0 / (d1 + self.eps), d1 / (d0 + self.eps)), dim=1)
-        return self.model(x).flatten()
-
-
-class LPIPS2AFC(nn.Module):
-    """LPIPS + G. ``forward(ref, p0, p1) -> (d0, d1, h_hat)``, all ``(B,)``; images ``(B, 3, H, W)`` in [0, 1]."""
-
-    def __init__(self, net: str = "alex", version: str = "0.1", dropout: float = 0.5) -> None:
-        super().__init__()
-        self.lpips = L.LPIPS(net, version=version, linear=True, dropout=dropout)
-        self.rank = RankNet()
-        self.config = {
-            "name": "lpips_2afc",
-            "kwargs": {"net": net, "version": version, "dropout": dropout},
-            "contract": dict(LAB_CONTRACT),  # unused by LPIPS; kept for save_weights' format
-        }
-
-    def forward(self, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor):
-        n = ref.shape[0]
-        feats = self.lpips.embed(torch.cat([ref, p0, p1]))  # one trunk pass over the triplet: (3B, ...)
-        fr, f0, f1 = ([f[i * n : (i + 1) * n] for f in feats] for i in range(3))
-        d0 = L.LPIPS.reduce(self.lpips.compare(fr, f0))
-        d1 = L.LPIPS.reduce(self.lpips.compare(fr, f1))
-        return d0, d1, self.rank(d0, d1)
-
-
-def _raw(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
 
 
 def _collate(items: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -116,7 +69,8 @@ class LpipsTask(Task):
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"--variant: expected one of {VARIANTS}, got {variant!r}")
-        L._check_net(net)
+        if net not in lp.NETS:
+            raise ValueError(f"--net: unknown backbone {net!r}; choose one of {sorted(lp.NETS)}")
         if variant != "scratch" and trunk is None:
             raise ValueError(f"--variant {variant} needs --trunk (pretrained torchvision weights; or 'random')")
         if variant != "scratch" and trunk == "random":
@@ -126,9 +80,9 @@ class LpipsTask(Task):
         list_sets(self.data, "2afc", "train")  # fail early on a bad layout
 
     def build_model(self) -> nn.Module:
-        model = LPIPS2AFC(self.net, self.version, self.dropout)
+        model = create_model("lpips_2afc", net=self.net, version=self.version, dropout=self.dropout)
         trunk = "random" if self.variant == "scratch" else self.trunk
-        L.load_trunk_weights(model.lpips, L.random_trunk_state(self.net, self.seed) if trunk == "random" else trunk)
+        lp.load_trunk_weights(model.lpips, lp.random_trunk_state(self.net, self.seed) if trunk == "random" else trunk)
         for w in model.lpips.lins:  # released code: 1x1 conv default init, then projected onto w >= 0
             nn.init.kaiming_uniform_(w, a=math.sqrt(5))
         model.lpips.clamp_weights()
@@ -148,7 +102,7 @@ class LpipsTask(Task):
         return _collate(items)
 
     def loss(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        _raw(model).lpips.clamp_weights()  # projection after the previous optimizer step (thesis 6.3)
+        unwrap(model).lpips.clamp_weights()  # projection after the previous optimizer step (thesis 6.3)
         d0, d1, h_hat = model(batch["ref"], batch["p0"], batch["p1"])
         h = batch["judge"].view(-1).to(h_hat.dtype)
         with torch.autocast(h_hat.device.type, enabled=False):  # BCE is not autocast-safe
@@ -159,9 +113,7 @@ class LpipsTask(Task):
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
-        from chromaflow.evaluate.lpips_eval import score_2afc
-
-        raw = _raw(model)
+        raw = unwrap(model)
         raw.lpips.clamp_weights()
         d0s, d1s, hs = [], [], []
         for b in loader:
@@ -179,33 +131,13 @@ class LpipsTask(Task):
         return str(self.data)
 
 
-def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> L.LPIPS:
-    """The LPIPS part of a ``train --task lpips`` ``model.safetensors`` (strict; ``w`` projected onto >= 0)."""
-    from chromaflow.models.weights import read_config
-
-    path = Path(path)
-    cfg = read_config(path)
-    if cfg.get("name") != "lpips_2afc":
-        raise ValueError(f"load_trained: {path} holds a {cfg.get('name')!r} model, not lpips_2afc")
-    kw = cfg["kwargs"]
-    model = LPIPS2AFC(kw["net"], kw["version"], kw.get("dropout", 0.5))
-    from safetensors.torch import load_file
-
-    L._strict_load(model, load_file(str(path)), f"load_trained {path}")
-    lp = model.lpips
-    lp.dropout = 0.0
-    lp.clamp_weights()
-    lp.requires_grad_(False)
-    return lp.to(device).eval()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Task flags; also sets the thesis's optimizer settings as this task's engine defaults."""
     parser.add_argument("--data", required=True, help="BAPPS root with 2afc/train/<set> (and 2afc/val/<set>)")
     parser.add_argument("--variant", choices=VARIANTS, default="lin")
-    parser.add_argument("--net", choices=sorted(L.NETS), default="alex")
+    parser.add_argument("--net", choices=sorted(lp.NETS), default="alex")
     parser.add_argument("--trunk", help="pretrained torchvision state_dict for lin/tune (or 'random')")
-    parser.add_argument("--version", choices=L.VERSIONS, default="0.1")
+    parser.add_argument("--version", choices=lp.VERSIONS, default="0.1")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout on squared differences (training)")
     parser.set_defaults(lr=1e-4, beta1=0.5, beta2=0.999, weight_decay=0.0, batch_size=50)
 

@@ -13,13 +13,17 @@ to the input size and summed: ``(B, 1, H, W)``.
 Inputs are RGB ``(B, 3, H, W)`` (or ``(3, H, W)``) float in ``[0, 1]`` or uint8 in ``[0, 255]``; pass
 ``input_range=(-1, 1)`` for the official package's convention. Any size at least :data:`MIN_SIZE`.
 
+Two registered models (``chromaflow.models.create_model``), saved and loaded with ``save_weights`` /
+``load_weights`` like every other: ``lpips`` (the distance) and ``lpips_2afc`` (the distance + the ranking
+network ``G`` trained on 2AFC judgments, thesis sec. 6.3); :func:`load_distance` gives the distance of either.
+
 Weights: the six official linear layers ship with the package (``assets/lpips``, BSD-2, see its README).
 Backbone ImageNet weights are never downloaded: pass a torchvision ``state_dict`` file (e.g. the Caffe
 SqueezeNet 1.1 in ``../shared/datasets/squeezenet1_1``) or ``"random"`` for a seeded random trunk.
 Every loader is strict: a missing, unexpected or mis-shaped key is a ``ValueError``.
 
     >>> import torch
-    >>> from chromaflow.evaluate.lpips import build_lpips
+    >>> from chromaflow.models.lpips import build_lpips
     >>> m = build_lpips("alex", trunk="random", seed=0)           # random trunk, official v0.1 weights
     >>> m(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape
     torch.Size([2])
@@ -28,19 +32,21 @@ Every loader is strict: a missing, unexpected or mis-shaped key is a ``ValueErro
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from chromaflow.models.registry import ModelDescription, register_description, register_model
+from chromaflow.models.weights import load_state_strict, load_weights, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +160,6 @@ class LPIPS(nn.Module):
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """What rebuilds this module: net, version, linear, input_range."""
-        return {"net": self.net_name, "version": self.version, "linear": self.linear, "input_range": self.input_range}
-
     def _prepare(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
@@ -261,17 +262,6 @@ def _read_state(source: str | os.PathLike | Mapping[str, torch.Tensor], what: st
     return dict(state)
 
 
-def _strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{what}: key mismatch: missing {missing}, unexpected {unexpected}")
-    bad = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
-    if bad:
-        raise ValueError(f"{what}: shape mismatch: {bad}")
-    module.load_state_dict(state, strict=True)
-
-
 def official_linear_path(net: str, version: str = "0.1") -> Path:
     """The shipped official linear-weight file for ``net`` and ``version``."""
     _check_net(net)
@@ -297,7 +287,7 @@ def load_linear_weights(model: LPIPS, source: str | os.PathLike | Mapping[str, t
     neg = [k for k, v in state.items() if v.is_floating_point() and bool((v < 0).any())]
     if neg:
         raise ValueError(f"linear weights: negative entries in {neg} (w must be >= 0)")
-    _strict_load(model.lins, renamed, f"linear weights for {model.net_name}")
+    load_state_strict(model.lins, renamed, source=f"linear weights for {model.net_name}")
     return model
 
 
@@ -314,7 +304,7 @@ def load_trunk_weights(model: LPIPS, source: str | os.PathLike | Mapping[str, to
             continue
         m = re.fullmatch(r"(?:net\.)?slice\d+\.(\d+\..+)", k)
         feats[f"features.{m.group(1)}" if m else k] = v
-    _strict_load(model.net, feats, f"trunk weights for {model.net_name}")
+    load_state_strict(model.net, feats, source=f"trunk weights for {model.net_name}")
     return model
 
 
@@ -342,7 +332,7 @@ def build_lpips(
             use torchvision's cached ImageNet file under ``torch.hub.get_dir()`` if one is there.
         lin: ``"official"`` (shipped weights), a path/dict, or None for the cosine baseline (w = 1).
     """
-    model = LPIPS(net, version=version, linear=lin is not None, input_range=input_range)
+    model = lpips_model(net=net, version=version, linear=lin is not None, input_range=input_range)
     if isinstance(trunk, str) and trunk == "random":
         trunk = random_trunk_state(net, seed)
     elif trunk is None:
@@ -364,34 +354,6 @@ def _cached_torchvision_file(net: str) -> Path:
             "pass trunk=<torchvision state_dict path> (nothing is downloaded) or trunk='random'"
         )
     return hits[-1]
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-_META_KEY = "chromaflow.lpips"
-
-
-def save_lpips(model: LPIPS, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
-    """Write ``model``'s weights (trunk + w) and config to a safetensors file atomically."""
-    from chromaflow.models.weights import write_safetensors
-
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    write_safetensors(tensors, path, {_META_KEY: json.dumps({**model.config, **dict(extra or {})}, sort_keys=True)})
-
-
-def load_lpips(path: str | os.PathLike, device: str | torch.device | None = None) -> LPIPS:
-    """Rebuild and strictly load a model written by :func:`save_lpips` (eval mode, frozen)."""
-    from chromaflow.models.weights import read_metadata
-
-    path = Path(path)
-    meta = read_metadata(path, "load_lpips")
-    if _META_KEY not in meta:
-        raise ValueError(f"load_lpips: {path}: no {_META_KEY} metadata (not written by save_lpips)")
-    cfg = json.loads(meta[_META_KEY])
-    model = LPIPS(cfg["net"], version=cfg["version"], linear=cfg["linear"], input_range=tuple(cfg["input_range"]))
-    _strict_load(model, _read_state(path, "load_lpips"), f"load_lpips {path}")
-    model.requires_grad_(False)
-    return model.to(device or "cpu").eval()
 
 
 # ----------------------------------------------------------------------------------------------- functional
@@ -435,39 +397,133 @@ def pairwise_distances(model: nn.Module, x0: torch.Tensor, x1: torch.Tensor, bat
     return torch.cat(out) if out else torch.zeros(0)
 
 
-__all__: Sequence[str] = (
-    "LPIPS",
-    "MIN_SIZE",
-    "NETS",
-    "Trunk",
-    "build_lpips",
-    "load_linear_weights",
-    "load_lpips",
-    "load_trunk_weights",
-    "lpips",
-    "normalize_channels",
-    "official_linear_path",
-    "pairwise_distances",
-    "random_trunk_state",
-    "save_lpips",
-)
+# ----------------------------------------------------------------------------------------------- trained 2AFC model
+
+RANK_EPS = 0.1  # ratio guard of G's input, released code
 
 
-def lpips_file_config(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The LPIPS config stored by ``save_lpips`` in ``path``, or ``None`` when ``path`` is a safetensors file
-    without it (e.g. a ``chromaflow.models.save_weights`` file). Reads the header only.
+class RankNet(nn.Module):
+    """``G``: distances ``d0, d1 (B,)`` -> probability ``(B,)`` that p1 is judged closer to the reference.
 
-    Raises ``FileNotFoundError`` / ``ValueError`` (not a readable safetensors file) naming ``path``.
+    Released code: 1x1 convs 5 -> 32 -> 32 -> 1 with LeakyReLU(0.2) and a sigmoid over
+    ``[d0, d1, d0 - d1, d0 / (d1 + eps), d1 / (d0 + eps)]``.
     """
-    from chromaflow.models.weights import read_metadata
 
-    raw = read_metadata(path, "lpips weights").get(_META_KEY)  # the key load_lpips requires
-    if raw is None:
-        return None
-    try:
-        cfg = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"lpips weights: {path}: malformed {_META_KEY} metadata ({e})") from None
-    if not isinstance(cfg, dict) or "net" not in cfg:
-        raise ValueError(f"lpips weights: {path}: {_META_KEY} metadata has no 'net'")
-    return cfg
+    def __init__(self, chn_mid: int = 32, negative_slope: float = 0.2, eps: float = RANK_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+        self.model = nn.Sequential(
+            nn.Conv2d(5, chn_mid, 1), nn.LeakyReLU(negative_slope),
+            nn.Conv2d(chn_mid, chn_mid, 1), nn.LeakyReLU(negative_slope),
+            nn.Conv2d(chn_mid, 1, 1), nn.Sigmoid(),
+        )  # fmt: skip
+
+    def forward(self, d0: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
+        d0, d1 = d0.view(-1, 1, 1, 1), d1.view(-1, 1, 1, 1)
+        x = torch.cat((d0, d1, d0 - d1, d0 / (d1 + self.eps), d1 / (d0 + self.eps)), dim=1)
+        return self.model(x).flatten()
+
+
+class LPIPS2AFC(nn.Module):
+    """LPIPS + G. ``forward(ref, p0, p1) -> (d0, d1, h_hat)``, all ``(B,)``; images ``(B, 3, H, W)`` in [0, 1]."""
+
+    def __init__(self, net: str = "alex", version: str = "0.1", dropout: float = 0.5) -> None:
+        super().__init__()
+        self.lpips = LPIPS(net, version=version, linear=True, dropout=dropout)
+        self.rank = RankNet()
+
+    def forward(self, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor):
+        n = ref.shape[0]
+        feats = self.lpips.embed(torch.cat([ref, p0, p1]))  # one trunk pass over the triplet: (3B, ...)
+        fr, f0, f1 = ([f[i * n : (i + 1) * n] for f in feats] for i in range(3))
+        d0 = LPIPS.reduce(self.lpips.compare(fr, f0))
+        d1 = LPIPS.reduce(self.lpips.compare(fr, f1))
+        return d0, d1, self.rank(d0, d1)
+
+
+# ----------------------------------------------------------------------------------------------- registered models
+
+
+@register_model(name="lpips")
+def lpips_model(
+    net: str = "alex",
+    version: str = "0.1",
+    linear: bool = True,
+    input_range: tuple[float, float] = (0.0, 1.0),
+    dropout: float = 0.0,
+) -> LPIPS:
+    """The LPIPS distance (trunk and ``w`` initialised, not loaded: see :func:`build_lpips`)."""
+    return LPIPS(net, version=version, linear=linear, input_range=tuple(input_range), dropout=dropout)
+
+
+@register_model
+def lpips_2afc(net: str = "alex", version: str = "0.1", dropout: float = 0.5) -> LPIPS2AFC:
+    """LPIPS + ranking net ``G``, the model ``chromaflow train --task lpips`` trains and saves."""
+    return LPIPS2AFC(net, version=version, dropout=dropout)
+
+
+def lpips_distance(model: nn.Module) -> LPIPS:
+    """The LPIPS distance of a registered LPIPS model: an ``lpips`` model itself, or an ``lpips_2afc`` model's
+    LPIPS part with dropout off and ``w`` projected onto ``w >= 0`` (the training's last projection; in place)."""
+    model = unwrap(model)
+    if isinstance(model, LPIPS2AFC):
+        lp = model.lpips
+        lp.dropout = 0.0
+        lp.clamp_weights()
+        return lp
+    if isinstance(model, LPIPS):
+        return model
+    raise TypeError(f"lpips_distance: expected an lpips or lpips_2afc model, got {type(model).__name__}")
+
+
+def load_distance(path: str | os.PathLike, device: str | torch.device = "cpu") -> LPIPS:
+    """The LPIPS distance of an ``lpips`` or ``lpips_2afc`` weights file (``load_weights``: strict), frozen, eval."""
+    model = lpips_distance(load_weights(path, device=device))
+    model.requires_grad_(False)
+    return model.eval()
+
+
+EXAMPLE_SIZE = 64  # side of the pyfunc input example: above every backbone's minimum (alex: 31)
+SIGNATURE = (("uint8", (-1, 2, -1, -1, 3)), ("float32", (-1,)))  # image pairs -> distances
+
+
+def predict(model: nn.Module, items: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Ragged batch of image pairs ``(2, 3, H, W)`` (uint8 or float in [0, 1]) -> one 0-d float32 distance each.
+
+    ``model`` is an ``lpips`` or ``lpips_2afc`` model (:func:`lpips_distance`); pairs of one size share a pass.
+    """
+    dist = lpips_distance(model)
+    device = next(dist.parameters()).device
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(items):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[:2]) != (2, 3):
+            raise ValueError(
+                f"lpips predict: item {i}: expected an image pair (2, 3, H, W), got {getattr(x, 'shape', x)}"
+            )
+        groups.setdefault(tuple(x.shape), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(items)
+    with torch.no_grad():
+        for idx in groups.values():
+            pairs = torch.stack([items[i] for i in idx]).to(device)  # (n, 2, 3, H, W)
+            d = dist(pairs[:, 0], pairs[:, 1]).float().cpu()
+            for j, i in enumerate(idx):
+                out[i] = d[j]
+    return out  # type: ignore[return-value]
+
+
+def example() -> np.ndarray:
+    """A uint8 ``(1, 2, S, S, 3)`` pair (S = :data:`EXAMPLE_SIZE`): a ramp and its mirror image."""
+    ramp = np.linspace(0, 255, EXAMPLE_SIZE, dtype=np.uint8)
+    x0 = np.broadcast_to(ramp[None, :, None], (EXAMPLE_SIZE, EXAMPLE_SIZE, 3))
+    return np.ascontiguousarray(np.stack([x0, x0[:, ::-1]])[None])
+
+
+def _to_output(distance: torch.Tensor) -> np.float32:
+    return np.float32(distance)
+
+
+DESCRIPTION = ModelDescription(
+    kind="lpips", predict=predict, to_output=_to_output, example=example, signature=SIGNATURE, handler="lpips"
+)
+register_description("lpips", DESCRIPTION)
+register_description("lpips_2afc", DESCRIPTION)
