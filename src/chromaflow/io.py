@@ -10,6 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The clock's numbers (wall time, images/s) go to this file beside a step's outputs, never into its metrics.json
+# or any other output DVC hashes: those must be the same bytes on every machine and run.
+TIMING_FILE = "timing.json"
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -72,9 +72,13 @@ def test_transfer_end_to_end_and_cache(prepared, tmp_path, monkeypatch):
     assert tr.transfer(models, prepared, tmp_path, size=32, target_dim=256, wd=(1e-2, 1e-1), max_iter=30,
                        batch_size=8) == read_json(tmp_path / "metrics.json")  # fmt: skip
     monkeypatch.setattr(tr, "extract", lambda *a, **k: pytest.fail("features were not read from the cache"))
+    first = (tmp_path / "metrics.json").read_bytes()
     again = tr.transfer(models, prepared, tmp_path, size=32, target_dim=256, wd=(1e-2, 1e-1), max_iter=30,
                         batch_size=8, force=True)  # fmt: skip
     assert again["rows"] == m["rows"]
+    # DVC hashes metrics.json: the same bytes on a re-run (the clock went to timing.json, which it once held)
+    assert (tmp_path / "metrics.json").read_bytes() == first
+    assert set(read_json(tmp_path / "timing.json")) == {"gauss", "col"}
 
 
 def test_probes_are_scored_on_the_held_out_split(tmp_path):

@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from chromaflow import tracking
-from chromaflow.io import atomic_path, read_json, write_json, write_text
+from chromaflow.io import TIMING_FILE, atomic_path, read_json, write_json, write_text
 from chromaflow.logs import progress
 from chromaflow.models.weights import load_state_strict, save_weights
 from chromaflow.train import distributed
@@ -58,7 +58,6 @@ from chromaflow.train import distributed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-TIMING_FILE = "timing.json"  # the clock's numbers, kept out of metrics.json and history (hashed by DVC)
 SCHEDULES = ("constant", "cosine", "step")
 AMP_MODES = ("auto", "bf16", "off")
 
