@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from chromaflow import color
 from chromaflow.evaluate import metrics as M
 from chromaflow.evaluate.bootstrap import percentile_interval, resample_counts
-from chromaflow.evaluate.lpips import build_lpips
 from chromaflow.models import colorize
+from chromaflow.models.lpips import build_lpips
 from chromaflow.models.shipped import load_shipped
 
 SHARED = Path("../shared/datasets")
