@@ -8,8 +8,8 @@
 
 ``chromaflow evaluate`` feeds every model the same network size (its ``--size``, also the evaluation size);
 here each model sees L resized to its own served size (``NAME=PATH@SIZE``) and its ab is upsampled bilinearly
-to the evaluation image by ``models.colorize`` (the served path), so models trained at different scales are
-compared as they are served. Evaluation images: the short side resized to ``--size`` (bicubic) and centre-
+(``@SIZE:guided``: by the guided filter) to the evaluation image by ``models.colorize`` (the served path), so
+models trained at different scales are compared as they are served. Evaluation images: the short side resized to ``--size`` (bicubic) and centre-
 cropped (``--size 0``: each photo at its own resolution), grayscale photos excluded (``evaluate``'s loader).
 ``--held-out-half`` keeps only the photos that ``chromaflow prepare --val-fraction 0.5`` puts in ``val`` (the
 imagenet-sample half that no shipped model trained on). Metrics on uint8 RGB as in ``evaluate``: AuC raw and
@@ -43,7 +43,8 @@ def _photo(source) -> torch.Tensor:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, metavar="NAME=PATH@SIZE")
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=PATH@SIZE[:guided]",
+                    help="a model, its network input side, and optionally :guided chroma upsampling")  # fmt: skip
     ap.add_argument("--images", required=True, help="a folder of photos (or a prepared dir, split val)")
     ap.add_argument("--held-out-half", action="store_true", help="keep hash_split(id, 0.5) == 'val' only")
     ap.add_argument("--size", type=int, default=256, help="evaluation side (0: each photo's own resolution)")
@@ -58,7 +59,7 @@ def main() -> int:
     from chromaflow.color import lab_to_rgb, load_prior, rgb_to_lab
     from chromaflow.data.prepare import hash_split
     from chromaflow.evaluate import metrics as M
-    from chromaflow.evaluate.colorization import _load_rgb, _to_uint8, load_eval_items
+    from chromaflow.evaluate.eval_set import load_eval_items, load_rgb, to_uint8
     from chromaflow.models import colorize, load_weights
     from chromaflow.models.lpips import build_lpips
 
@@ -67,7 +68,8 @@ def main() -> int:
     for spec in args.model:
         name, rest = spec.split("=", 1)
         path, size = rest.rsplit("@", 1)
-        models.append((name, load_weights(path), int(size), path))
+        size, _, upsample = size.partition(":")  # NAME=PATH@SIZE[:guided]
+        models.append((name, load_weights(path), int(size), path, upsample or "bilinear"))
     priors = {"ImageNet": torch.as_tensor(load_prior(), dtype=torch.float64)}
     for spec in args.prior:
         name, path = spec.split("=", 1)
@@ -92,16 +94,16 @@ def main() -> int:
     for it in items:
         if not todo:
             break
-        gt = (_load_rgb(it, args.size) if args.size else _photo(it.source()))[None]
+        gt = (load_rgb(it, args.size) if args.size else _photo(it.source()))[None]
         lab = rgb_to_lab(gt)
         L, gt_ab = lab[:, :1], lab[:, 1:]
         pw = {k: M.pixel_class_weights(gt_ab, w) for k, w in class_w.items()}
         outs = {}
         if "Gray" in todo:
-            outs["Gray"] = _to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
-        for name, model, size, _ in models:
+            outs["Gray"] = to_uint8(lab_to_rgb(torch.cat([L, torch.zeros_like(gt_ab)], 1)))
+        for name, model, size, _, upsample in models:
             if name in todo:
-                outs[name] = _to_uint8(colorize(model, gt, size=size))
+                outs[name] = to_uint8(colorize(model, gt, size=size, upsample=upsample))
         for r, o in outs.items():
             ab = rgb_to_lab(o)[:, 1:]
             for key in ("raw", *priors):
@@ -145,7 +147,8 @@ def main() -> int:
         "held_out_half": args.held_out_half,
         "size": args.size,
         "excluded": len(excluded),
-        "models": old["models"] | {name: {"path": path, "network_size": size} for name, _, size, path in models},
+        "models": old["models"]
+        | {name: {"path": path, "network_size": size, "upsample": up} for name, _, size, path, up in models},
         "priors": {"ImageNet": "shipped ImageNet prior", **dict(s.split("=", 1) for s in args.prior)},
         "lpips": "squeeze trunk (same ImageNet SqueezeNet 1.1 as the new model's trunk), official lin v0.1",
         "boot": args.boot,

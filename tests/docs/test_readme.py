@@ -57,7 +57,10 @@ def fresh_copy(tmp_path) -> Path:
     copy = tmp_path / "chromaflow"
     for rel in filter(None, listed):
         src = REPO / rel
-        if src.is_file() and not src.is_symlink():
+        if src.is_symlink():  # as git keeps them (src/chromaflow/share/*, src/components): the link itself
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            (copy / rel).symlink_to(os.readlink(src))
+        elif src.is_file():
             (copy / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, copy / rel)
     (copy / ".venv").symlink_to((REPO / ".venv").resolve())
