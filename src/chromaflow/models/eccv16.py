@@ -37,8 +37,8 @@ from torch import nn
 
 from chromaflow import color
 from chromaflow.color.constants import Q
-from chromaflow.models.inference import colorize_batch, image_example, to_uint8_hwc
-from chromaflow.models.registry import ModelDescription, register_description, register_model
+from chromaflow.models.inference import colorization_description
+from chromaflow.models.registry import register_description, register_model
 
 HEADS = ("class", "regression")
 FEATURE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the blocks transfer evaluation probes
@@ -130,15 +130,5 @@ def rgb_features(model: ECCV16, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
 
 register_description(
     "eccv16",
-    ModelDescription(
-        kind="colorization",
-        predict=colorize_batch,
-        to_output=to_uint8_hwc,
-        example=image_example,
-        served_size=SERVED_SIZE,
-        decode="annealed_mean",
-        feature_layers=FEATURE_LAYERS,
-        forward_features=rgb_features,
-        handler="colorize",
-    ),
+    colorization_description(SERVED_SIZE, feature_layers=FEATURE_LAYERS, forward_features=rgb_features),
 )

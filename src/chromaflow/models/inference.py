@@ -209,3 +209,22 @@ def colorize(
     finally:
         model.train(was_training)
     return torch.cat(outs)
+
+
+def colorization_description(served_size: int, **extra: Any) -> Any:
+    """The :class:`~chromaflow.models.registry.ModelDescription` of an automatic colorizer (L -> Q-bin logits or ab
+    at H/4, with ``.config["contract"]``): :func:`colorize_batch` as ``predict``, annealed-mean decoding, uint8
+    images in and out, the ``colorize`` handler, served at ``served_size``; ``extra`` adds fields (e.g. the
+    ``feature_layers`` and ``forward_features`` of transfer evaluation)."""
+    from chromaflow.models.registry import ModelDescription
+
+    return ModelDescription(
+        kind="colorization",
+        predict=colorize_batch,
+        to_output=to_uint8_hwc,
+        example=image_example,
+        served_size=served_size,
+        decode="annealed_mean",
+        handler="colorize",
+        **extra,
+    )

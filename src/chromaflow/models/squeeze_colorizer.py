@@ -45,8 +45,8 @@ from torch import nn
 
 from chromaflow import color
 from chromaflow.color.constants import LAB_CONTRACT, Q
-from chromaflow.models.inference import colorize_batch, image_example, to_uint8_hwc
-from chromaflow.models.registry import ModelDescription, register_description, register_model
+from chromaflow.models.inference import colorization_description
+from chromaflow.models.registry import register_description, register_model
 
 HEADS = ("class", "regression")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's input normalization of the trunk (not the Lab contract)
@@ -215,15 +215,4 @@ def squeeze_colorizer(width: float = 1.0, head: str = "class") -> SqueezeColoriz
     return SqueezeColorizer(width=width, head=head)
 
 
-register_description(
-    "squeeze_colorizer",
-    ModelDescription(
-        kind="colorization",
-        predict=colorize_batch,
-        to_output=to_uint8_hwc,
-        example=image_example,
-        served_size=SERVED_SIZE,
-        decode="annealed_mean",
-        handler="colorize",
-    ),
-)
+register_description("squeeze_colorizer", colorization_description(SERVED_SIZE))
