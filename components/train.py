@@ -34,7 +34,7 @@ def train(
     launcher: str = "local",
     num_nodes: int = 1,
     gpus_per_node: int = 0,
-    image: str = BASE_IMAGE,
+    image: str = "",
     runtime: str = "torch-distributed",
 ):
     """Train ``task`` on ``dataset`` (with the ab prior of ``stats_dir`` when given); ``model`` receives
@@ -44,7 +44,9 @@ def train(
     ``$MLFLOW_TRACKING_URI`` or the local SQLite default), tagged with the KFP run id.
 
     ``launcher="local"`` trains in this pod; ``"kubeflow"`` submits a Kubeflow Trainer TrainJob (``runtime``,
-    ``num_nodes`` x ``gpus_per_node``, nodes running ``image``) on the artifacts' URLs and waits for it.
+    ``num_nodes`` x ``gpus_per_node``, nodes running ``image``: the pipelines pass ``components.GPU_IMAGE``; a
+    default in this signature would be an expression the embedded source cannot evaluate) on the artifacts' URLs
+    and waits for it.
     """
     import os
 

@@ -86,7 +86,7 @@ def train_and_evaluate(
     ``prepare`` and ``stats``; ``train_args``: the train component's other inputs (width, steps, crop, ...)."""
     tr = train(
         dataset=prep.outputs["dataset"], stats_dir=st.outputs["stats_dir"], loss=loss, pipeline_run_id=run_id,
-        **train_args,
+        image=GPU_IMAGE, **train_args,
     )  # fmt: skip
     gpu_training(cache(tr, "train"))
     ev = evaluate(

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
+from components import GPU_IMAGE
 from components.evaluate_guided import evaluate_guided
 from components.prepare import prepare
 from components.stats import stats
@@ -76,6 +77,7 @@ def guided(
         launcher=launcher,
         num_nodes=num_nodes,
         gpus_per_node=gpus_per_node,
+        image=GPU_IMAGE,
     )
     gpu_training(cache(tr, "train"))
     ev = cache(

@@ -196,3 +196,20 @@ def test_cli_names_every_pipeline():
     for name in pipeline.PIPELINES:
         assert pipeline.load_pipeline(name).name.startswith("chromaflow-")
     assert cli.main(["pipeline", "compile", "--name", "nope"]) == 2
+
+
+@pytest.mark.parametrize("name", sorted(pipeline.PIPELINES))
+def test_every_embedded_component_source_runs_alone(name, repo_root):
+    """Each task's program, as KFP writes it into ``ephemeral_component.py`` (the function's source after KFP's
+    own imports, nothing of its module), defines its function: a default that names a module constant (the train
+    component's ``image = BASE_IMAGE`` did) fails here as it failed the demo's train task, with a NameError."""
+    spec = _docs(repo_root / "pipelines" / f"{name}.yaml")[0]
+    programs = [
+        arg
+        for ex in spec["deploymentSpec"]["executors"].values()
+        for arg in ex["container"].get("command", [])
+        if "import kfp" in arg and "def " in arg
+    ]
+    assert programs, f"{name}: no embedded component source found"
+    for program in programs:
+        exec(compile(program, "ephemeral_component.py", "exec"), {"__name__": "ephemeral_component"})  # noqa: S102
