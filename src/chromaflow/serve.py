@@ -494,7 +494,7 @@ def _parse_mars(items: list[str | os.PathLike]) -> list[tuple[str | None, Path]]
 def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
     """Export the servable models shipped in ``weights/`` (hash-checked against their cards; servable: their
     description names a TorchServe handler) to ``.mar`` archives under their kind's default name."""
-    from chromaflow.export.mar import export_mar
+    from chromaflow.export.mar import export_mar, handler_kind
     from chromaflow.models import described_models, read_config
     from chromaflow.models.shipped import shipped_names, shipped_weights
 
@@ -505,18 +505,20 @@ def shipped_archives(out_dir: Path) -> list[tuple[str | None, Path]]:
         except FileNotFoundError as e:
             log.warning("serve: %s", e)
             continue
-        description = described_models().get(read_config(weights)["name"])
+        model_name = read_config(weights)["name"]
+        description = described_models().get(model_name)
         if description is None or description.handler is None:
             continue
-        # a card's "served_name" serves a second model of a kind beside the kind's default name (colorize)
-        mar = export_mar(weights, out_dir, name=card.get("served_name"), version=card["sha256"][:12])
-        if mar.stem in taken:
+        # a card's "served_name" serves a second model of a kind beside the kind's default name (colorize);
+        # checked before exporting, so an archive already made is never overwritten by a namesake
+        name = card.get("served_name") or handler_kind(model_name).default_name
+        if name in taken:
             raise SystemExit(
-                f"chromaflow serve: weights/{shipped} and weights/{taken[mar.stem]} would both be served as "
-                f'{mar.stem!r}; give one a "served_name" in its card.json'
+                f"chromaflow serve: weights/{shipped} and weights/{taken[name]} would both be served as "
+                f'{name!r}; give one a "served_name" in its card.json'
             )
-        taken[mar.stem] = shipped
-        out.append((None, mar))
+        taken[name] = shipped
+        out.append((None, export_mar(weights, out_dir, name=name, version=card["sha256"][:12])))
     if not out:
         raise SystemExit("chromaflow serve: no --mar given and no shipped model in weights/")
     return out

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chromaflow import color
+from chromaflow.models.registry import ModelDescription
 
 STRIP_PIXELS = 1 << 18  # pixels per strip of full-resolution work: temporaries stay a few MB at any image size
 
@@ -211,13 +212,11 @@ def colorize(
     return torch.cat(outs)
 
 
-def colorization_description(served_size: int, **extra: Any) -> Any:
+def colorization_description(served_size: int, **extra: Any) -> ModelDescription:
     """The :class:`~chromaflow.models.registry.ModelDescription` of an automatic colorizer (L -> Q-bin logits or ab
     at H/4, with ``.config["contract"]``): :func:`colorize_batch` as ``predict``, annealed-mean decoding, uint8
     images in and out, the ``colorize`` handler, served at ``served_size``; ``extra`` adds fields (e.g. the
     ``feature_layers`` and ``forward_features`` of transfer evaluation)."""
-    from chromaflow.models.registry import ModelDescription
-
     return ModelDescription(
         kind="colorization",
         predict=colorize_batch,
