@@ -31,3 +31,28 @@ def test_bad_input_named():
         percentile_interval(np.zeros(3), 1.5)
     with pytest.raises(ValueError, match="3 values but counts for 2 items"):
         mean_ci(np.zeros(3), np.ones((4, 2)))
+
+
+def test_resampled_sums_are_exact_integer_arithmetic_not_a_float_product():
+    """The pooled sums equal exactly-rounded fsum of the fixed-point values, for any summation order."""
+    import math
+
+    from chromaflow.evaluate.bootstrap import FIXED_POINT_BITS, fixed_point, resampled_sum
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(20.0, 5.0, 300) * np.array([1.0, 1e-9, 1e9])[rng.integers(0, 3, 300)] / 1e3  # mixed magnitudes
+    c = resample_counts(300, reps=50, seed=2)
+    got = resampled_sum(c, v)
+    q = np.round(v * 2.0**FIXED_POINT_BITS) / 2.0**FIXED_POINT_BITS
+    want = np.array([math.fsum((row * q).tolist()) for row in c])
+    np.testing.assert_array_equal(got, want)
+    # the same bits whatever the order of the items
+    perm = rng.permutation(300)
+    np.testing.assert_array_equal(resampled_sum(c[:, perm], v[perm]), got)
+    # integer values are summed as integers, unscaled
+    ints, scale = fixed_point(np.array([3.0, 0.0, 7.0]), n=3)
+    assert scale == 1.0 and ints.dtype == np.int64
+    with pytest.raises(ValueError, match="finite"):
+        resampled_sum(c, np.full(300, np.nan))
+    with pytest.raises(ValueError, match="overflow"):
+        resampled_sum(c, np.full(300, 1e17))

@@ -36,7 +36,14 @@ import torch.nn.functional as F
 from chromaflow.color.constants import T_ANNEAL
 from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS
 from chromaflow.evaluate import metrics as M
-from chromaflow.evaluate.bootstrap import BOOTSTRAP_REPS, CI_LEVEL, percentile_interval, resample_counts
+from chromaflow.evaluate.bootstrap import (
+    BOOTSTRAP_REPS,
+    CI_LEVEL,
+    fixed_point,
+    percentile_interval,
+    resample_counts,
+    resampled_sum,
+)
 from chromaflow.evaluate.colorization_report import html_report, markdown_report
 from chromaflow.evaluate.eval_set import eval_set_fingerprint, load_eval_items, load_rgb, to_uint8
 from chromaflow.io import read_json, write_json, write_text
@@ -172,16 +179,21 @@ class _Acc:
         """Each metric over the resamples ``counts (reps, n)``: pooled AuC, mean PSNR (finite), top-1 (labeled)."""
         out = {}
         for key, hists in (("auc_raw", self.hists_raw), ("auc_rebal", self.hists_rebal)):
-            pooled = counts @ np.stack(hists)  # (reps, T + 2)
-            out[key] = np.cumsum(pooled, 1)[:, :-1].mean(1) / pooled.sum(1) * 100.0
+            # exact: integer sums of the fixed-point histograms (the same bits on every CPU)
+            fixed, _ = fixed_point(np.stack(hists), n=counts.shape[1])  # (n, T + 2)
+            if np.abs(fixed).sum(1).max(initial=0) * counts.shape[1] * fixed.shape[1] >= 2**62:
+                raise ValueError(f"bootstrap: {key} histograms too large for an exact int64 area")
+            pooled = counts.astype(np.int64) @ fixed  # (reps, T + 2)
+            area = np.cumsum(pooled, 1)[:, :-1].sum(1)  # (reps,)
+            out[key] = area / (pooled.shape[1] - 1) / pooled.sum(1) * 100.0
         psnr = np.asarray(self.psnr, dtype=np.float64)
         if np.isfinite(psnr).all():
-            out["psnr"] = counts @ psnr / len(psnr)
+            out["psnr"] = resampled_sum(counts, psnr) / len(psnr)
         hits = np.asarray(self.hits, dtype=np.float64)
         labeled = ~np.isnan(hits)
         if labeled.any():
             with np.errstate(invalid="ignore", divide="ignore"):
-                out["class_top1"] = 100.0 * (counts @ np.nan_to_num(hits)) / (counts @ labeled)
+                out["class_top1"] = 100.0 * resampled_sum(counts, np.nan_to_num(hits)) / resampled_sum(counts, labeled)
         return out
 
 
@@ -193,8 +205,7 @@ def bootstrap_rows(accs: Mapping[str, _Acc], n: int, reps: int = BOOTSTRAP_REPS,
     """95% bootstrap intervals of every row's metrics, and of each row's difference to Gray on the same resamples
     (paired: one set of image resamples for all rows). ``{"reps", "level", "rows": {name: {metric: [lo, hi]}},
     "minus_gray": {name: {metric: [diff, lo, hi]}}}``."""
-    # intervals rounded to 1e-6: BLAS may sum the weighted histograms in another order on another CPU, and the
-    # DVC-hashed metrics.json should not change with the last bits
+    # the resampled statistics are exact (bootstrap.resampled_sum); intervals are rounded to 1e-6 for reading
     counts = resample_counts(n, reps, seed)
     samples = {name: acc.resampled(counts) for name, acc in accs.items()}
     result: dict[str, Any] = {"reps": reps, "level": CI_LEVEL, "rows": {}, "minus_gray": {}}
