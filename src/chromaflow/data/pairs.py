@@ -178,8 +178,8 @@ def lightness_png(photo: bytes) -> bytes:
     from chromaflow.color.constants import L_NORM
 
     rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
-    lightness = rgb_to_lab(torch.from_numpy(rgb.copy()).permute(2, 0, 1))[0]  # (H, W) in [0, 100]
-    level = (lightness / L_NORM * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+    lightness = rgb_to_lab(torch.from_numpy(rgb.copy()).permute(2, 0, 1))[0].numpy()  # (H, W) in [0, 100]
+    level = np.clip(np.rint(lightness * (255.0 / L_NORM)), 0, 255).astype(np.uint8)  # numpy: torch's round costs ms
     buf = io.BytesIO()
     Image.fromarray(level, "L").save(buf, "PNG", compress_level=1)
     return buf.getvalue()
