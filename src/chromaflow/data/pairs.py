@@ -38,6 +38,7 @@ import logging
 import os
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -185,9 +186,12 @@ def lightness_png(photo: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _edge_rows(listing_entries: list[Entry], opts: dict, rejected: list[dict], converted: list[dict]):
-    """Rows of the ``edges`` layout (one per usable input); rejects and conversions appended to the lists."""
-    pairs, bad = match_pairs(listing_entries)
+def _edge_rows(
+    entries: list[Entry], opts: dict, rejected: list[dict], converted: list[dict]
+) -> Iterator[tuple[dict, dict, dict]]:
+    """``(manifest row, decoded input, decoded photo)`` of the ``edges`` layout, one per usable input; rejects and
+    conversions are appended to the lists."""
+    pairs, bad = match_pairs(entries)
     rejected += bad
     decoded: dict[str, dict] = {}  # a photo is decoded once for all its inputs
     for e, t, photo, k in progress(pairs, total=len(pairs), desc="prepare-pairs edges"):
@@ -212,9 +216,11 @@ def _edge_rows(listing_entries: list[Entry], opts: dict, rejected: list[dict], c
                "split": split_of(t.id, t.id, opts["val_fraction"])}, inp, tgt  # fmt: skip
 
 
-def _gray_rows(listing_entries: list[Entry], opts: dict, rejected: list[dict], converted: list[dict]):
-    """Rows of the ``gray`` layout (one per colour photo: its L -> the photo)."""
-    for e in progress(listing_entries, total=len(listing_entries), desc="prepare-pairs gray"):
+def _gray_rows(
+    entries: list[Entry], opts: dict, rejected: list[dict], converted: list[dict]
+) -> Iterator[tuple[dict, dict, dict]]:
+    """``(manifest row, L input, decoded photo)`` of the ``gray`` layout, one per colour photo."""
+    for e in progress(entries, total=len(entries), desc="prepare-pairs gray"):
         why = hostile_path(e.id)
         tgt = None if why else _decode(e, opts["max_side"], opts["max_pixels"])
         if tgt is not None and not tgt["ok"]:
