@@ -135,8 +135,10 @@ def test_pair_dataset_crops_and_flips_both_alike(prepared):
         grad = np.hypot(*np.gradient(batch["b"][i].float().mean(0).numpy()))
         on = batch["a"][i, 0].numpy() > 0
         assert grad[on].mean() > grad[~on].mean(), batch["id"][i]
-    with pytest.raises(ValueError, match="no val pairs|split must be"):
+    with pytest.raises(ValueError, match="no test pairs"):  # a valid split this subset has no photo of
         PairDataset(prepared[0], "test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        PairDataset(prepared[0], "holdout")
 
 
 def test_resize_edges_keeps_thin_lines():
@@ -145,3 +147,20 @@ def test_resize_edges_keeps_thin_lines():
     small = np.asarray(resize_edges(img, (40, 30)))
     assert (small[:, 20] == 255).all() and small.sum() == 255 * 30  # one column on, nothing else
     assert EDGE_LEVEL < 255 / 10  # a 1-px line covers 1/10 of a pixel at this scale and must survive
+
+
+def test_unsplit_sources_split_by_photo(tmp_path):
+    """Below no split folder, a photo's pairs all land in one split (hash of the photo), never straddle two."""
+    sample = Path(__file__).resolve().parents[2] / "data" / "bsds-sample"
+    for sub in ("images", "boundaries"):
+        shutil.copytree(sample / sub / "train", tmp_path / "src" / sub / "all")
+    m = prepare_pairs(str(tmp_path / "src"), tmp_path / "out", max_side=64, val_fraction=0.5)
+    by_photo: dict[str, set[str]] = {}
+    for p in m["pairs"]:
+        by_photo.setdefault(p["photo"], set()).add(p["split"])
+    assert len(by_photo) == 8 and all(len(s) == 1 for s in by_photo.values())
+    assert {s for v in by_photo.values() for s in v} == {"train", "val"}
+    with pytest.raises(ValueError, match="val_fraction"):
+        prepare_pairs(str(tmp_path / "src"), tmp_path / "o2", val_fraction=1.0)
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        prepare_pairs(str(tmp_path / "src"), tmp_path / "o3", pairs="depth")

@@ -23,8 +23,8 @@ NAMES = [f"{system}_{step}" if system else step for system, steps in STAGES.item
 DATA_STAGES = ("prepare", "stats", "splitbrain_prepare", "lpips_bapps")
 # per-file md5s of the data stages' output folders, as DVC lists them: names the files when a .dir hash differs
 LISTING = Path(__file__).with_name("dvc_data_files.json")
-COPY = ["dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "data/sample", "data/sample-cifar10", "src/chromaflow",
-        "mlflow", "serving"]  # fmt: skip
+COPY = ["dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "data/sample", "data/sample-cifar10", "data/bsds-sample",
+        "src/chromaflow", "mlflow", "serving"]  # fmt: skip
 
 
 def _env() -> dict[str, str]:

@@ -6,7 +6,8 @@
 Train: both images resized so the short side is ``load`` (default ``round(size * LOAD_RATIO)``, the original's
 286/256), then the same random ``size x size`` crop and horizontal flip for both (torch RNG). Val: short side
 ``size``, centre crop. The input map is resized by area and binarized at :data:`EDGE_LEVEL` (255 where any
-boundary pixel covers at least that share of the new pixel), so thin boundaries survive small sizes.
+boundary pixel covers at least that share of the new pixel), so thin boundaries survive small sizes. A ``gray``
+layout's input (the photo's L, ``prepare-pairs --pairs gray``) is resized like the photo, never binarized.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from chromaflow.data.dataset import shard_files
+from chromaflow.io import read_json
 
 LOAD_RATIO = 286 / 256  # resize-then-crop margin of the original BicycleGAN/pix2pix data loader
 EDGE_LEVEL = 8  # 8-bit area coverage from which a resized boundary pixel is on (1/32 of it: a 1-px line survives 30x)
 COLUMNS = ["id", "photo", "input", "target"]
+SPLITS = ("train", "val", "test")
 
 
 def _short_side(size: tuple[int, int], short: int) -> tuple[int, int]:
@@ -40,13 +43,19 @@ def resize_edges(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return small.point(lambda v: 255 if v >= EDGE_LEVEL else 0)
 
 
+def resize_photo(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A photo (or a gray layout's L input) resized to ``size`` (antialiased bicubic)."""
+    return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
 class PairDataset(Dataset):
-    """Map-style dataset over ``<root>/shards/<split>-*.parquet`` written by ``prepare-pairs``."""
+    """Map-style dataset over ``<root>/shards/<split>-*.parquet`` written by ``prepare-pairs``; ``split``: one of
+    :data:`SPLITS` (``test``: BSDS500's held-out photos)."""
 
     def __init__(self, root: str | os.PathLike, split: str = "train", size: int = 64, train: bool = True,
                  load: int | None = None) -> None:  # fmt: skip
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         load = round(size * LOAD_RATIO) if load is None else load
@@ -57,6 +66,7 @@ class PairDataset(Dataset):
             raise ValueError(f"{root}: no {split} pairs (no {split}-*.parquet shard in its manifest)")
         table = pa.concat_tables([pq.read_table(f, columns=COLUMNS) for f in files])
         self.root, self.split, self.size, self.train, self.load = Path(root), split, size, train, load
+        self.edges = read_json(self.root / "manifest.json").get("pairs_layout", "edges") == "edges"
         self.ids: list[str] = table.column("id").to_pylist()
         self.photos: list[str] = table.column("photo").to_pylist()
         self.inputs = table.column("input").cast(pa.large_binary()).combine_chunks()
@@ -72,7 +82,7 @@ class PairDataset(Dataset):
         b = Image.open(io.BytesIO(self.targets[i].as_py())).convert("RGB")
         c = self.size
         new = _short_side(b.size, self.load if self.train else c)
-        a, b = resize_edges(a, new), b.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        a, b = (resize_edges if self.edges else resize_photo)(a.convert("L"), new), resize_photo(b, new)
         if self.train:
             x, y = int(torch.randint(0, new[0] - c + 1, ())), int(torch.randint(0, new[1] - c + 1, ()))
         else:
