@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from chromaflow.gateway.server import free_port
+from chromaflow.gateway.server import free_port, read_key_file
 from chromaflow.io import read_json, write_json, write_text
 from chromaflow.resources import serving_dir
 
@@ -155,7 +155,7 @@ class Server:
         return self.run_dir / KEY_FILE
 
     def _keys(self) -> dict[str, Any]:
-        return json.loads(self.key_file.read_text(encoding="utf-8"))
+        return read_key_file(self.key_file)
 
     @property
     def token(self) -> str:

@@ -100,6 +100,28 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+KEY_FILE_SETTLE_S = 2.0  # how long a key file caught mid-rewrite is read again before it counts as broken
+
+
+def read_key_file(path: str | os.PathLike, settle_s: float = KEY_FILE_SETTLE_S) -> dict[str, Any]:
+    """TorchServe's ``key_file.json`` as a dict. TorchServe rewrites the file in place when a key is renewed, so
+    a reader can catch it empty or cut short: such a file is read again until it parses or ``settle_s`` passes,
+    then ``ValueError`` names the file and the reason. A missing file raises ``OSError`` at once."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            doc = json.loads(text)
+            reason = "" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}, not an object"
+        except ValueError as e:
+            doc, reason = None, f"not JSON ({e})"
+        if not reason:
+            return doc
+        if time.monotonic() >= deadline:
+            raise ValueError(f"{path}: not a TorchServe key file: {reason}")
+        time.sleep(0.05)
+
+
 @dataclass
 class GatewayConfig:
     """``upstream``: TorchServe's inference URL; ``key_file``: its ``key_file.json`` (read on each call, so
@@ -126,10 +148,9 @@ class GatewayConfig:
         if self.key_file is None:
             return {}
         try:
-            doc = json.loads(Path(self.key_file).read_text(encoding="utf-8"))
+            return read_key_file(self.key_file)
         except (OSError, ValueError):
             return {}
-        return doc if isinstance(doc, dict) else {}
 
     def token(self) -> str | None:
         try:
