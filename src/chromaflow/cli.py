@@ -2,7 +2,7 @@
 
 Each step lives in its own module, which exposes ``add_arguments(parser)`` and ``main(args) -> int``
 around one library function. This file holds no logic: it only maps step names to modules, imported
-lazily so ``chromaflow --help`` stays fast.
+lazily so ``chromaflow --help`` stays fast, and runs the step with MLflow as its run logger (``chromaflow.runlog``).
 
     chromaflow prepare --source data/sample --out runs/demo/prepared
     chromaflow stats --data runs/demo/prepared --out runs/demo/stats
@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 
+from chromaflow import runlog
 from chromaflow.exact import use_portable_kernels
 from chromaflow.logs import setup_logging
 
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(only=step if step in STEPS else None)
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
-    return int(args._main(args) or 0)
+    from chromaflow.tracking import MLFLOW
+
+    with runlog.using(MLFLOW):
+        return int(args._main(args) or 0)
 
 
 if __name__ == "__main__":

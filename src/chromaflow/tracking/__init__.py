@@ -1,14 +1,16 @@
 """MLflow tracking for chromaflow: runs with lineage, logged models, registry aliases and promotion gates.
 
 Contract (docs/contracts.md): ``tracking_uri``, ``open_run``, ``log_params``, ``log_metrics``, ``log_artifact``,
-``log_model``, ``promote``, ``load_registered``. MLflow itself is imported lazily.
+``log_model``, ``promote``, ``load_registered``; ``MLFLOW``, the run logger of ``chromaflow.runlog``. MLflow
+itself is imported lazily.
 """
 
 from chromaflow.tracking.lineage import data_hash, lineage_tags, params_hash
-from chromaflow.tracking.runs import log_artifact, log_metrics, log_params, open_run
+from chromaflow.tracking.runs import MLFLOW, log_artifact, log_metrics, log_params, open_run
 from chromaflow.tracking.uri import tracking_uri
 
 __all__ = [
+    "MLFLOW",
     "data_hash",
     "lineage_tags",
     "load_registered",
