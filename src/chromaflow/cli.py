@@ -29,7 +29,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips|bicyclegan)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
-    "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),
+    "promote": ("chromaflow.export.register", "compare challenger with champion; move the alias"),
     "ship": ("chromaflow.export.ship", "write a trained model into weights/ with its model card"),
     "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
     "colorize": ("chromaflow.serving.files", "colorize image files with a served model's settings, no server"),
