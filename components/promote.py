@@ -22,7 +22,7 @@ def promote(
 ) -> NamedTuple("Outputs", [("promoted", bool), ("version", str), ("champion_uri", str)]):
     """Register ``model/model.safetensors`` with the metrics of ``evaluation/metrics.json`` as a new version of
     ``model_name`` (alias ``challenger``), then compare it with ``champion`` under ``gates``
-    (:func:`chromaflow.tracking.promote.register_challenger` + :func:`~chromaflow.tracking.promote.promote`).
+    (:func:`chromaflow.export.register.register_challenger` + :func:`chromaflow.tracking.promote.promote`).
 
     ``decision`` receives the decision JSON; ``report`` its reasons. ``champion_uri`` is
     ``models:/<model_name>@champion`` (the version serving after the decision, promoted or not).
@@ -34,8 +34,8 @@ def promote(
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     if pipeline_run_id:
         os.environ["CHROMAFLOW_PIPELINE_RUN_ID"] = pipeline_run_id
+    from chromaflow.export.register import register_challenger
     from chromaflow.tracking.promote import promote as decide
-    from chromaflow.tracking.promote import register_challenger
 
     weights = os.path.join(model.path, "model.safetensors")
     metrics = os.path.join(evaluation.path, "metrics.json")

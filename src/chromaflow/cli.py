@@ -2,7 +2,7 @@
 
 Each step lives in its own module, which exposes ``add_arguments(parser)`` and ``main(args) -> int``
 around one library function. This file holds no logic: it only maps step names to modules, imported
-lazily so ``chromaflow --help`` stays fast.
+lazily so ``chromaflow --help`` stays fast, and runs the step with MLflow as its run logger (``chromaflow.runlog``).
 
     chromaflow prepare --source data/sample --out runs/demo/prepared
     chromaflow stats --data runs/demo/prepared --out runs/demo/stats
@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 
+from chromaflow import runlog
 from chromaflow.exact import use_portable_kernels
 from chromaflow.logs import setup_logging
 
@@ -28,7 +29,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips|bicyclegan)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
-    "promote": ("chromaflow.tracking.promote", "compare challenger with champion; move the alias"),
+    "promote": ("chromaflow.export.register", "compare challenger with champion; move the alias"),
     "ship": ("chromaflow.export.ship", "write a trained model into weights/ with its model card"),
     "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
     "colorize": ("chromaflow.serving.files", "colorize image files with a served model's settings, no server"),
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(only=step if step in STEPS else None)
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
-    return int(args._main(args) or 0)
+    from chromaflow.tracking import MLFLOW
+
+    with runlog.using(MLFLOW):
+        return int(args._main(args) or 0)
 
 
 if __name__ == "__main__":

@@ -178,8 +178,9 @@ def seed_champion(root: Path, cfg: Mapping[str, Any], uri: str, out: Path, name:
     from chromaflow.data.prepare import prepare
     from chromaflow.data.stats import stats
     from chromaflow.evaluate.colorization import evaluate_colorization
+    from chromaflow.export.register import register_challenger
     from chromaflow.models.shipped import shipped_weights
-    from chromaflow.tracking.promote import promote, register_challenger
+    from chromaflow.tracking.promote import promote
 
     try:
         weights, card = shipped_weights(name)

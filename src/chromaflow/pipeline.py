@@ -296,11 +296,15 @@ def train_step(task: str, *, dataset: Any, model: Any, launcher: str = "local", 
     Kubeflow Trainer TrainJob (``"kubeflow"``) on their URLs, whose outputs are then copied into ``model.path``.
 
     ``dataset`` / ``model``: KFP artifacts (``.path``, ``.uri``); ``kwargs``: :func:`chromaflow.train.train`'s.
+    The local run logs to MLflow (``chromaflow.runlog``), as ``chromaflow train`` does.
     """
+    from chromaflow import runlog
+    from chromaflow.tracking import MLFLOW
     from chromaflow.train import remote, train
 
     if launcher == "local":
-        return train(task, data=dataset.path, out=model.path, **kwargs)
+        with runlog.using(MLFLOW):
+            return train(task, data=dataset.path, out=model.path, **kwargs)
     if launcher != "kubeflow":
         raise ValueError(f"launcher must be 'local' or 'kubeflow', got {launcher!r}")
     out = artifact_url(model.uri).rstrip("/") + "-trainjob"  # not model.uri: KFP uploads model.path there

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from tests.serving.conftest import encode, tiny_model
 
-import chromaflow.tracking
+import chromaflow.export.mlflow_model
 from chromaflow.export import export_mar
 from chromaflow.models import save_weights, sha256_file
 from chromaflow.serve import CONFIG_TEMPLATE, ServeError, check_secure, read_properties
@@ -64,7 +64,7 @@ def test_registry_uri_carries_version_and_lineage(tmp_path, monkeypatch):
                 "tags": {"chromaflow.git_commit": "deadbeef", "chromaflow.data_hash": "d41d", "other": "x"}}  # fmt: skip
         return model, info
 
-    monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
+    monkeypatch.setattr(chromaflow.export.mlflow_model, "load_registered", fake_load_registered, raising=False)
     mar = export_mar("models:/chromaflow-colorization@champion", tmp_path)
     # served by its kind's one name, whatever the registry calls it; the registered name stays in the metadata
     assert seen["uri"] == "models:/chromaflow-colorization@champion" and mar.name == "colorize.mar"
@@ -174,7 +174,7 @@ def lpips_registered(mlflow_server, lpips_files):  # noqa: F811 - the imported s
     """The ``lpips_2afc`` training output registered in a real MLflow server as ``@champion``."""
     import mlflow
 
-    from chromaflow.tracking.registry import log_model
+    from chromaflow.export.mlflow_model import log_model
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -272,7 +272,7 @@ def test_registered_lpips_file_is_packed_as_downloaded(lpips_files, tmp_path, mo
         info = {"name": "chromaflow-lpips", "version": "4", "aliases": ["champion"], "weights_sha256": sha["tag"]}
         return load_distance(got), info
 
-    monkeypatch.setattr(chromaflow.tracking, "load_registered", fake_load_registered, raising=False)
+    monkeypatch.setattr(chromaflow.export.mlflow_model, "load_registered", fake_load_registered, raising=False)
     mar = export_mar("models:/chromaflow-lpips@champion", tmp_path / "out")
     z = zipfile.ZipFile(mar)
     assert mar.name == "lpips.mar" and set(z.namelist()) == LPIPS_MAR

@@ -16,8 +16,8 @@ from torch import nn
 
 import chromaflow.models as models
 from chromaflow import color
+from chromaflow.export.mlflow_model import kinds, log_model
 from chromaflow.models.inference import colorize_batch, image_example, to_uint8_hwc
-from chromaflow.tracking.registry import kinds, log_model
 
 TINT_AB = (12.0, -30.0)  # the ab the tiny model predicts everywhere
 

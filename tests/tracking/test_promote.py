@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from chromaflow.export.register import add_arguments, main
 from chromaflow.tracking.gates import GateError
-from chromaflow.tracking.promote import PromotionError, add_arguments, main, promote
+from chromaflow.tracking.promote import PromotionError, promote
 from chromaflow.tracking.runs import open_run
 
 GATES = """

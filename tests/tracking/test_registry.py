@@ -21,8 +21,8 @@ import chromaflow.models as models
 # MLflow nags about type hints on predict; the logged ModelSignature is the schema on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 
-from chromaflow.tracking import registry  # noqa: E402
-from chromaflow.tracking.registry import load_registered, log_model  # noqa: E402
+from chromaflow.export import mlflow_model as registry  # noqa: E402
+from chromaflow.export.mlflow_model import load_registered, log_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,30 @@ def test_pyfunc_from_code_no_pickle(uri, registered, model_name, example, tmp_pa
     l_in = rgb2lab(batch)[..., 0]
     l_out = rgb2lab(out)[..., 0]
     assert np.abs(l_in - l_out).mean() < 1.5
+
+
+def test_a_version_registered_before_the_pyfunc_moved_to_export_still_loads(
+    uri, registered, weights, model_name, monkeypatch, tmp_path
+):
+    """Versions registered before the move carry the old pyfunc file, which imports
+    ``chromaflow.tracking.registry.load_model_file``: they load and answer as a version registered now."""
+    import mlflow
+
+    legacy = tmp_path / "pyfunc_model.py"  # the name it had in the package and has in those versions' artifacts
+    legacy.write_text((Path(__file__).with_name("data") / "pyfunc_model_before_export.py").read_text())
+    assert "from chromaflow.tracking.registry import load_model_file" in legacy.read_text()
+    monkeypatch.setattr(registry, "PYFUNC_FILE", legacy)  # what log_model logged then
+    old = log_model(weights, model_name, None, size=32, uri=uri, alias="before-export")
+    monkeypatch.undo()
+    mlflow.set_tracking_uri(uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}/{old.version}", dst_path=tmp_path / "dl"
+    )
+    assert (Path(local) / "pyfunc_model.py").read_text() == legacy.read_text()
+    before = mlflow.pyfunc.load_model(f"models:/{model_name}/{old.version}")
+    now = mlflow.pyfunc.load_model(f"models:/{model_name}/{registered.version}")
+    batch = np.random.default_rng(2).integers(0, 256, (2, 40, 36, 3), dtype=np.uint8)
+    assert np.array_equal(before.predict(batch), now.predict(batch))
 
 
 # ---------------------------------------------------------------------------------------- every registered kind

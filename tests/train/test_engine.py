@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -14,7 +15,9 @@ import pytest
 import torch
 from toy import ToyTask
 
+from chromaflow import runlog
 from chromaflow.models import load_weights, sha256_file
+from chromaflow.tracking import MLFLOW
 from chromaflow.train.engine import StreamSampler, TrainConfig, fit, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,9 +165,54 @@ def test_mlflow_run_gets_params_losses_and_artifacts(tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    fit(ToyTask(), _cfg(tmp_path / "out", experiment="engine-test", log_every=4))
+    with runlog.using(MLFLOW):  # what chromaflow train installs
+        fit(ToyTask(), _cfg(tmp_path / "out", experiment="engine-test", log_every=4))
     run = mlflow.search_runs(experiment_names=["engine-test"], output_format="list")[0]
     client = mlflow.tracking.MlflowClient()
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")][:3] == [4, 8, 12]
     assert run.data.params["task"] == "toy" and run.data.params["batch_size"] == "8"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.safetensors", "metrics.json"}
+
+
+class Recorder:
+    """A :class:`chromaflow.runlog.RunLogger` that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    @contextlib.contextmanager
+    def open_run(self, experiment, run_name=None, params=None, *, data=None):
+        self.calls.append(("open", experiment, run_name, dict(params or {})))
+        yield
+        self.calls.append(("close", experiment))
+
+    def log_params(self, d):
+        self.calls.append(("params", dict(d)))
+
+    def log_metrics(self, d, step=None):
+        self.calls.append(("metrics", dict(d), step))
+
+    def log_artifact(self, path, artifact_path=None):
+        self.calls.append(("artifact", Path(path).name))
+
+
+def test_the_installed_run_logger_gets_the_run(tmp_path):
+    """The engine logs to the logger installed by its caller (chromaflow.runlog), and to nothing without one."""
+    rec = Recorder()
+    with runlog.using(rec):
+        fit(ToyTask(), _cfg(tmp_path / "a", experiment="toy-exp", log_every=4))
+    assert isinstance(runlog.current(), runlog.NoRunLogger)  # uninstalled after the block
+    assert rec.calls[0][:2] == ("open", "toy-exp") and rec.calls[0][3]["task"] == "toy"
+    assert rec.calls[-1] == ("close", "toy-exp")
+    losses = [c for c in rec.calls if c[0] == "metrics" and "lr" in c[1]]
+    assert [c[2] for c in losses] == [4, 8, 12] and losses[-1][1]["loss"] == _losses(tmp_path / "a")[-1]
+    final = next(c for c in rec.calls if c[0] == "metrics" and "final_loss" in c[1])
+    assert final[2] == 12 and final[1]["step"] == 12
+    arts = [c[1] for c in rec.calls if c[0] == "artifact"]
+    assert arts == ["model.safetensors", "metrics.json", "timing.json", "history.csv"]
+    other = Recorder()
+    with runlog.using(other):
+        fit(ToyTask(), _cfg(tmp_path / "b"))  # no experiment: params go to the caller's run, if any
+    assert other.calls[0][0] == "params" and not [c for c in other.calls if c[0] == "open"]
+    fit(ToyTask(), _cfg(tmp_path / "c", experiment="toy-exp"))  # nothing installed: no run, same outputs
+    assert (tmp_path / "c" / "history.csv").read_bytes() == (tmp_path / "a" / "history.csv").read_bytes()

@@ -26,7 +26,8 @@ SqueezeNet conv1, fire3, fire5, fire7, fire9 as conv1..conv5.
 Outputs in ``out``: ``metrics.json`` (``rows`` {label: {conv1..conv5: top1 %}}, ``best``, ``transfer_best_top1``
 = best layer of the first model, ``settings``, sizes), ``timing.json`` (seconds per model: features, probes; kept
 out of metrics.json, which DVC hashes), ``report.md`` / ``report.html`` (table shaped like Tables 5.4/5.5 and a
-plot like Fig. 5.4), ``transfer.png``; all logged to MLflow when a run is active.
+plot like Fig. 5.4), ``transfer.png``; all logged to the active run of the installed :mod:`chromaflow.runlog`
+logger (MLflow's under ``chromaflow transfer``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from chromaflow import tracking
+from chromaflow import runlog
 from chromaflow.evaluate.features import LAYERS, TARGET_DIM, Extractor, extract, load_extractor, probe_subset
 from chromaflow.evaluate.probe import DEFAULT_WD, select_and_fit
 from chromaflow.io import TIMING_FILE, atomic_path, read_json, write_json, write_text
@@ -238,10 +239,11 @@ def transfer(
     _write_reports(out, metrics, plot_transfer(rows, groups, title), title)
     write_json(out / TIMING_FILE, timing)  # the clock stays out of metrics.json (hashed by DVC)
     write_json(done, metrics)
-    tracking.log_metrics({"transfer_best_top1": metrics["transfer_best_top1"],
-                          **{f"transfer_{name}_top1": rows[primary][name] for name in LAYERS}})  # fmt: skip
+    tracker = runlog.current()
+    tracker.log_metrics({"transfer_best_top1": metrics["transfer_best_top1"],
+                         **{f"transfer_{name}_top1": rows[primary][name] for name in LAYERS}})  # fmt: skip
     for f in ("metrics.json", "report.md", "report.html", "transfer.png"):
-        tracking.log_artifact(out / f)
+        tracker.log_artifact(out / f)
     return metrics
 
 

@@ -136,7 +136,7 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 def _from_registry(model_uri: str, tracking_uri: str | None, dst: Path) -> tuple[Any, dict[str, Any], Path]:
     """Load ``models:/name@alias`` (or ``/version``) with ``load_registered``, keeping the downloaded (and
     sha256-verified) weights file under ``dst``; return ``(model, name/version/lineage info, that file)``."""
-    from chromaflow.tracking import load_registered
+    from chromaflow.export.mlflow_model import load_registered
 
     dst.mkdir()
     model, info = load_registered(model_uri, tracking_uri=tracking_uri, dst=str(dst))
@@ -205,7 +205,7 @@ def export_mar(
 
     Args:
         model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (MLflow registry, via
-            ``chromaflow.tracking.load_registered``), or the path of a ``save_weights`` file. An LPIPS
+            ``chromaflow.export.mlflow_model.load_registered``), or the path of a ``save_weights`` file. An LPIPS
             registration is packed from its downloaded weights file (sha256 equal to the version's tag), not re-saved.
         tracking_uri: MLflow tracking URI for ``models:/`` URIs (default: ``chromaflow.tracking`` rules).
         name: model name in TorchServe (default: the served name of the model's kind, registered or not:

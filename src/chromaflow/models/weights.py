@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chromaflow.io import atomic_path
-from chromaflow.models.registry import create_model
+from chromaflow.models.registry import create_model, described_models
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,29 @@ def load_weights(
     state = load_file(str(path), device="cpu")
     load_state_strict(model, state, source=str(path))
     return model.to(device).eval()
+
+
+def weights_kind(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """``(kind, config)`` of a weights file: its model description's kind (no tensors are read);
+    ``ValueError`` naming the file and its model for a model without a description."""
+    config = read_config(path)
+    name = config.get("name")
+    described = described_models()
+    if name not in described:
+        raise ValueError(
+            f"log_model: {path} holds a {name!r} model, a kind the MLflow pyfunc does not know "
+            f"(known: {', '.join(sorted(described))})"
+        )
+    return described[name].kind, config
+
+
+def load_model_file(
+    path: str | os.PathLike, expected_sha256: str | None = None, *, device: str = "cpu"
+) -> tuple[str, nn.Module, dict[str, Any]]:
+    """``(kind, model, config)``: the described model of ``path`` (:func:`weights_kind`) loaded strictly by
+    :func:`load_weights` (sha256-checked when given, never unpickled)."""
+    kind, config = weights_kind(path)
+    return kind, load_weights(path, expected_sha256, device=device), config
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str = "state") -> None:

@@ -4,7 +4,8 @@
         log_metrics({"loss": 1.23}, step=10)
         log_artifact("runs/demo/train/metrics.json")
 
-MLflow is imported lazily so importing ``chromaflow.tracking`` stays cheap for the training engine.
+MLflow is imported lazily so importing ``chromaflow.tracking`` stays cheap. :data:`MLFLOW` bundles these functions
+as the run logger the entry points install for the engine and the transfer step (``chromaflow.runlog``).
 """
 
 from __future__ import annotations
@@ -147,3 +148,16 @@ def log_artifact(path: str | os.PathLike, artifact_path: str | None = None) -> N
         mlflow.log_artifacts(str(p), artifact_path=artifact_path)
     else:
         mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+
+class MlflowRunLogger:
+    """The :class:`chromaflow.runlog.RunLogger` of MLflow: this module's functions (install it with
+    ``chromaflow.runlog.using(MLFLOW)``)."""
+
+    open_run = staticmethod(open_run)
+    log_params = staticmethod(log_params)
+    log_metrics = staticmethod(log_metrics)
+    log_artifact = staticmethod(log_artifact)
+
+
+MLFLOW = MlflowRunLogger()

@@ -13,8 +13,8 @@ What it does for any :class:`Task`:
   the RNG states (torch, cuda, numpy, python) of every rank, and ``resume`` continues the loss curve
   exactly where an uninterrupted run would be (bit-exact on CPU with ``workers=0``; with workers,
   augmentation randomness is re-seeded per run segment from ``(seed, step, rank)``);
-- logs: tqdm on a terminal, periodic lines otherwise; MLflow via :mod:`chromaflow.tracking`
-  (params at start, losses every ``log_every`` steps, final metrics and artifacts);
+- logs: tqdm on a terminal, periodic lines otherwise; the installed :mod:`chromaflow.runlog` logger (MLflow
+  under ``chromaflow train``): params at start, losses every ``log_every`` steps, final metrics and artifacts;
 - writes ``<out>/checkpoint.pt`` (resume state, read back with ``weights_only=True``),
   ``<out>/model.safetensors`` (:func:`chromaflow.models.save_weights`), ``<out>/metrics.json``,
   ``<out>/history.csv`` (results only, so the same run gives the same bytes anywhere: DVC hashes them) and
@@ -49,7 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from chromaflow import tracking
+from chromaflow import runlog
 from chromaflow.io import TIMING_FILE, atomic_path, read_json, write_json, write_text
 from chromaflow.logs import progress
 from chromaflow.models.weights import load_state_strict, save_weights
@@ -517,14 +517,15 @@ def fit(task: Task, cfg: TrainConfig) -> dict[str, Any]:
              task.name, n_params, cfg.steps - start, start, cfg.batch_size, micro, world, cfg.grad_accum, dev,
              " bf16" if amp else "")  # fmt: skip
 
+    tracker = runlog.current()
     run_ctx = (
-        tracking.open_run(cfg.experiment, run_name=cfg.run_name, params=run_params, data=task.data_path())
+        tracker.open_run(cfg.experiment, run_name=cfg.run_name, params=run_params, data=task.data_path())
         if cfg.experiment and info.is_main
         else contextlib.nullcontext()
     )
     with run_ctx:
         if info.is_main and not cfg.experiment:
-            tracking.log_params(run_params)
+            tracker.log_params(run_params)
         metrics = _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader, val_loader, start, history,
                         amp=amp, channels_last=channels_last, fingerprint=fingerprint, n_params=n_params)  # fmt: skip
     distributed.barrier()
@@ -537,6 +538,7 @@ def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader
     end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)
     val_metrics: dict[str, float] = {}
+    tracker = runlog.current()
 
     def checkpoint(step: int) -> None:
         rngs = _gather_rng(info)  # collective: every rank takes part
@@ -557,7 +559,7 @@ def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader
             val_metrics.update(task.validate(raw_model, val_loader, dev))
         raw_model.train()
         log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in val_metrics.items()))
-        tracking.log_metrics(val_metrics, step=step)
+        tracker.log_metrics(val_metrics, step=step)
 
     it = iter(loader)
     fwd.train()
@@ -598,7 +600,7 @@ def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader
         t_first = t_first or now
         history.append({"step": step + 1, "loss": loss_val, "lr": lr, **extras})  # no clock: a hashed output
         if info.is_main and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
-            tracking.log_metrics({"loss": loss_val, "lr": lr, **extras}, step=step + 1)
+            tracker.log_metrics({"loss": loss_val, "lr": lr, **extras}, step=step + 1)
             log.debug("step %d loss %.4f lr %.3g", step + 1, loss_val, lr)
         if cfg.val_every and (step + 1) % cfg.val_every == 0 and step + 1 < cfg.steps:
             run_validation(step + 1)
@@ -631,8 +633,8 @@ def _loop(task, cfg, info, raw_model, fwd, loss_fn, optimizer, scheduler, loader
         write_json(out / "metrics.json", metrics)
         write_json(out / TIMING_FILE, timing)
         metrics |= timing
-        tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=end)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=end)
         for name in ("model.safetensors", "metrics.json", TIMING_FILE, "history.csv"):
-            tracking.log_artifact(out / name)
+            tracker.log_artifact(out / name)
         log.info("%s: done, final loss %.4f; outputs in %s", task.name, metrics["final_loss"], out)
     return metrics

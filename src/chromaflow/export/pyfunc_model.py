@@ -1,7 +1,7 @@
 """MLflow "models from code" pyfunc for every model kind chromaflow registers: nothing is cloudpickled.
 
 MLflow executes this file when the model is loaded: ``load_context`` reads the safetensors artifact ``weights``
-(sha256-checked, strict, never unpickled) through ``chromaflow.tracking.registry.load_model_file``. ``predict``
+(sha256-checked, strict, never unpickled) through ``chromaflow.models.weights.load_model_file``. ``predict``
 is the model description's ``predict`` (``chromaflow.models.describe``: the same path as TorchServe and the
 offline ``colorize``) on uint8 ``(N, H, W, 3)``; an LPIPS model takes uint8 ``(N, 2, H, W, 3)`` pairs and
 returns float32 ``(N,)`` distances (Eq. 6.1).
@@ -68,7 +68,7 @@ class ChromaflowModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
-        from chromaflow.tracking.registry import load_model_file
+        from chromaflow.models.weights import load_model_file
 
         cfg = dict(context.model_config or {})
         self.size = int(cfg.get("size", 256))
