@@ -28,6 +28,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "bapps": ("chromaflow.data.bapps", "build a PROXY BAPPS (2AFC/JND) from photos with graded distortions"),
     "train": ("chromaflow.train.cli", "train a model (--task colorization|guided|splitbrain|lpips|bicyclegan)"),
     "evaluate": ("chromaflow.evaluate.cli", "evaluate a model with the thesis's protocol"),
+    "evaluate-translation": ("chromaflow.evaluate.translation", "diversity, realism proxies, encoding (ch. 4)"),
     "transfer": ("chromaflow.evaluate.transfer", "linear probes on frozen layers (transfer evaluation, ch. 5)"),
     "promote": ("chromaflow.export.register", "compare challenger with champion; move the alias"),
     "ship": ("chromaflow.export.ship", "write a trained model into weights/ with its model card"),
