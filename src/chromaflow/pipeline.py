@@ -35,6 +35,7 @@ PIPELINES: dict[str, tuple[str, str]] = {
     "transfer": ("pipelines.transfer", "transfer"),
     "lpips": ("pipelines.lpips", "lpips"),
     "data": ("pipelines.data", "data"),
+    "bicyclegan": ("pipelines.bicyclegan", "bicyclegan"),
 }
 
 

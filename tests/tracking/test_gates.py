@@ -24,27 +24,27 @@ def test_shipped_policy_for_colorization(repo_root):
 
 
 BICYCLEGAN_CHAMPION = {"diversity_lpips": 0.100, "recon_l1": 0.300, "frechet_squeezenet": 40.0,
-                       "realfake_accuracy": 0.80, "latent_l1": 0.50}  # fmt: skip
+                       "real_fake_accuracy": 0.80, "latent_l1": 0.50}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("change", "passes"),
     [
         ({}, True),  # equal on every metric: the margins tolerate it
-        ({"frechet_squeezenet": 38.0, "diversity_lpips": 0.092, "recon_l1": 0.309, "realfake_accuracy": 0.815}, True),
+        ({"frechet_squeezenet": 38.0, "diversity_lpips": 0.092, "recon_l1": 0.309, "real_fake_accuracy": 0.815}, True),
         ({"frechet_squeezenet": 40.5}, False),  # realism proxy worse
         ({"diversity_lpips": 0.013, "frechet_squeezenet": 30.0}, False),  # collapsed (pix2pix+noise level)
         ({"diversity_lpips": 0.089}, False),
         ({"recon_l1": 0.315}, False),
-        ({"realfake_accuracy": 0.83}, False),
+        ({"real_fake_accuracy": 0.83}, False),
         ({"latent_l1": 5.0}, True),  # not gated
     ],
 )
 def test_shipped_policy_for_bicyclegan(repo_root, change, passes):
     gates, _ = load_gates(repo_root / "mlflow" / "promotion.yaml", "chromaflow-bicyclegan")
-    assert {g.metric for g in gates} == {"frechet_squeezenet", "diversity_lpips", "realfake_accuracy", "recon_l1"}
+    assert {g.metric for g in gates} == {"frechet_squeezenet", "diversity_lpips", "real_fake_accuracy", "recon_l1"}
     assert {g.metric: g.direction for g in gates} == {"frechet_squeezenet": "lower", "diversity_lpips": "higher",
-                                                      "realfake_accuracy": "lower", "recon_l1": "lower"}  # fmt: skip
+                                                      "real_fake_accuracy": "lower", "recon_l1": "lower"}  # fmt: skip
     challenger = {**BICYCLEGAN_CHAMPION, **change}
     decided = all(g.passes(challenger[g.metric], BICYCLEGAN_CHAMPION[g.metric]) for g in gates)
     assert decided is passes
