@@ -40,7 +40,7 @@ MAX_SAMPLES = 16  # outputs per input
 INPUT_KINDS = ("edges", "gray")  # a boundary map (binarized as in training) | a gray photo (bicubic)
 POLARITIES = ("auto", "bright", "dark")  # boundaries bright on black | dark on white | auto: by the median
 BARE_SEED = 0  # the seed of an item given as a bare image (the pyfunc): one sample, reproducible
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**53 - 1  # seeds stay exact in JSON read by a browser
 CHUNK = 32  # generator inputs per forward pass
 SERVED_SIZE = 128  # short side the network sees: the shipped model's training crops (BSDS500 at 128 px)
 EXAMPLE_SIDE = 48
@@ -134,7 +134,7 @@ def check_item(i: int, item: TranslateInput, nz: int) -> None:
         raise ValueError(f"translate: item {i}: n must be an int in [1, {MAX_SAMPLES}], got {item.n!r}")
     if item.seed is not None and (isinstance(item.seed, bool) or not isinstance(item.seed, int)
                                   or not 0 <= item.seed <= MAX_SEED):  # fmt: skip
-        raise ValueError(f"translate: item {i}: seed must be an int in [0, 2**63 - 1], got {item.seed!r}")
+        raise ValueError(f"translate: item {i}: seed must be an int in [0, 2**53 - 1], got {item.seed!r}")
     if item.z is not None and (item.z.shape != (item.n, nz) or not torch.isfinite(item.z).all()):
         raise ValueError(f"translate: item {i}: z must be ({item.n}, {nz}) finite numbers, got {tuple(item.z.shape)}")
     if item.z is not None and item.style is not None:
