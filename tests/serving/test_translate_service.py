@@ -74,6 +74,9 @@ def test_raw_image_with_query_fields_and_raw_answer(service):
     assert r.status == 200 and r.content_type == "image/png"
     ref = service.handle([js({"image": b64(edges_png()), "seed": 4})])[0]
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.body))), images(ref)[0])
+    headers = {"x-chromaflow-seed": "4", "X-Chromaflow-Format": "png"}
+    by_header = service.handle([Request(edges_png(), "image/png", headers=headers)])[0]
+    assert by_header.body == r.body
 
 
 def test_multipart_fields_from_torchserve_carry_the_style_bytes(service):

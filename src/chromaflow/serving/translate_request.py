@@ -8,7 +8,8 @@ Three shapes carry the same fields (``serving/README.md``):
   "png" | "jpeg", "output": "png" | "jpeg"}``; only ``image`` is required.
 - multipart form: the image in the part ``image`` (or ``file`` / ``data``), the style photo in the part
   ``style``, the other fields as text parts (``z`` as JSON text).
-- the raw image as the body (``image/png`` ...), the fields as query parameters (``?n=4&seed=7``).
+- the raw image as the body (``image/png`` ...), the fields as query parameters (``?n=4&seed=7``) or headers
+  (:func:`header_name`: ``X-Chromaflow-N: 4``, ``X-Chromaflow-Seed: 7``; TorchServe drops a POST's query).
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def _text_value(raw: Any) -> Any:
         return text
 
 
+def header_name(field: str) -> str:
+    """The header that carries ``field`` with a raw image body (TorchServe 0.12 does not pass a POST's query
+    string to handlers): ``seed`` -> ``X-Chromaflow-Seed``, ``input_kind`` -> ``X-Chromaflow-Input-Kind``."""
+    return "X-Chromaflow-" + "-".join(part.capitalize() for part in field.split("_"))
+
+
 def _choice(fields: Mapping[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = fields.get(name)
     if raw is None:
@@ -115,7 +122,8 @@ def parse_translate(req: Request, config: TranslateConfig, nz: int, has_encoder:
         style: Any = body.get("style")
         image_req = Request(body=body, content_type=JSON_CONTENT_TYPE)
     else:
-        fields = {k: _text_value(req.params[k]) for k in FIELDS if k in req.params}
+        raw = {k: req.params[k] if k in req.params else req.header(header_name(k)) for k in FIELDS}
+        fields = {k: _text_value(v) for k, v in raw.items() if v is not None}
         style = req.files.get("style")
         if style is None and "style" in req.params:
             style = _text_value(req.params["style"])
