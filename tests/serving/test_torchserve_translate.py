@@ -109,7 +109,9 @@ def test_bad_fields_get_400(server):
 
 
 def test_hostile_bodies_mixed_into_batches_leave_good_requests_untouched(server):
-    goods = [js({"image": base64.b64encode(edges_png(30 + 7 * i, 50, i)).decode(), "n": 2, "seed": i}) for i in range(4)]
+    goods = [
+        js({"image": base64.b64encode(edges_png(30 + 7 * i, 50, i)).decode(), "n": 2, "seed": i}) for i in range(4)
+    ]
     clean = [post(server, g) for g in goods]
     assert all(r.status_code == 200 for r in clean)
     jobs = [(g, None) for g in goods] + [(body, kind) for body, kind in HOSTILE_JSON.values()]
@@ -125,3 +127,30 @@ def test_hostile_bodies_mixed_into_batches_leave_good_requests_untouched(server)
                     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(got, want, strict=True))
                 else:
                     assert r.status_code == 400 and r.json()["error"] == kind
+
+
+# ------------------------------------------------------------------------------------------- the gateway in front
+
+
+@pytest.fixture(scope="module")
+def gateway(server):
+    from chromaflow.gateway import Gateway, GatewayConfig
+    from chromaflow.gateway.server import models_for
+
+    cfg = GatewayConfig(upstream=server.inference_url, key_file=server.key_file, models=models_for(server.model_names))
+    with Gateway(cfg) as gw:
+        yield gw
+
+
+def test_gateway_serves_the_variations_mode_and_proxies_translate(gateway):
+    page = requests.get(gateway.url + "/", timeout=10).text
+    assert 'id="mode-variations"' in page and 'id="draw"' in page
+    health = requests.get(gateway.url + "/api/health", timeout=10).json()
+    assert health["endpoints"]["translate"] is True and health["endpoints"]["colorize"] is False
+    body = {"image": base64.b64encode(edges_png()).decode(), "n": 3, "seed": 5}
+    r = requests.post(gateway.url + "/api/translate", json=body, headers=gateway.origin, timeout=60)
+    assert r.status_code == 200 and r.json()["n"] == 3 and r.json()["seed"] == 5
+    bad = requests.post(gateway.url + "/api/translate", json=body | {"n": 99}, headers=gateway.origin, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_option"  # upstream errors pass through
+    foreign = requests.post(gateway.url + "/api/translate", json=body, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403
