@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 from tests.serving.test_translate_service import tiny_translator
+from tests.web.test_browser import CHROMIUM, pytestmark  # noqa: F401  (the browser marks and skips)
 
 from chromaflow.export import export_mar
 from chromaflow.models import save_weights
@@ -23,12 +23,6 @@ from chromaflow.serve import stop_server
 from chromaflow.serving import Request
 from chromaflow.serving.translate import TranslateService
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: `make browser` installs Debian's chromium"),
-    pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs Java 17 (java not on PATH)"),
-]
 HANDLER = {"size": 64, "num_threads": 1}
 
 
