@@ -45,3 +45,17 @@ def test_cli_refusal_names_the_reason(run_dir, tmp_path, capsys):
     assert cli_main(args) == 2
     assert "not_an_image" in capsys.readouterr().err and not (tmp_path / "o" / MANIFEST).exists()
     assert cli_main([*args[:-4], "--input", str(tmp_path / "none.png"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_shipped_translator_is_the_default_and_served_as_translate(tmp_path):
+    """The committed weights/bicyclegan: hash-checked, served as ``translate`` with its template's settings."""
+    from chromaflow.export.mar import handler_kind, served_settings
+    from chromaflow.models.translation import SERVED_SIZE
+
+    (tmp_path / "e.png").write_bytes(edges_png(60, 90))
+    assert (
+        cli_main(["translate", "--input", str(tmp_path / "e.png"), "--samples", "2", "--out", str(tmp_path / "o")]) == 0
+    )
+    rec = json.loads((tmp_path / "o" / MANIFEST).read_text())
+    assert rec["model"]["name"] == "bicyclegan" and rec["size"] == served_settings("bicyclegan").size == SERVED_SIZE
+    assert handler_kind("bicyclegan").default_name == "translate"
