@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 
 import chromaflow.models as models
@@ -31,3 +32,9 @@ def test_bicyclegan_registers_and_predicts_through_the_pyfunc(uri, model_name, t
     ref = translate_batch(loaded, [TranslateInput(img, seed=BARE_SEED) for img in x], size=SERVED_SIZE)
     for got, r in zip(out, ref, strict=True):
         assert np.abs(got.astype(int) - r.images.permute(0, 2, 3, 1).numpy().astype(int)).max() <= 1
+
+
+def test_translation_size_is_checked_before_logging(tmp_path):
+    models.save_weights(models.create_model("bicyclegan", num_downs=5, width=0.125, paths=()), tmp_path / "m.st")
+    with pytest.raises(ValueError, match="size must be >= 8 for a translation model"):
+        log_model(tmp_path / "m.st", "never-logged", None, size=4)
