@@ -59,3 +59,16 @@ def test_shipped_translator_is_the_default_and_served_as_translate(tmp_path):
     rec = json.loads((tmp_path / "o" / MANIFEST).read_text())
     assert rec["model"]["name"] == "bicyclegan" and rec["size"] == served_settings("bicyclegan").size == SERVED_SIZE
     assert handler_kind("bicyclegan").default_name == "translate"
+
+
+def test_serve_exports_the_shipped_translator_as_translate(tmp_path, monkeypatch):
+    """``chromaflow serve`` with no --mar serves every shipped model with a handler: bicyclegan as ``translate``."""
+    import shutil
+
+    from chromaflow.models.shipped import weights_root
+    from chromaflow.serve import archive_names, shipped_archives
+
+    shutil.copytree(weights_root() / "bicyclegan", tmp_path / "weights" / "bicyclegan")
+    monkeypatch.setenv("CHROMAFLOW_WEIGHTS", str(tmp_path / "weights"))
+    [(name, mar)] = shipped_archives(tmp_path / "mar")
+    assert name is None and mar.name == "translate.mar" and archive_names(mar) == ["translate"]
