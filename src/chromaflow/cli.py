@@ -34,6 +34,10 @@ STEPS: dict[str, tuple[str, str]] = {
     "ship": ("chromaflow.export.ship", "write a trained model into weights/ with its model card"),
     "export": ("chromaflow.export.mar", "build a TorchServe .mar from a registered model"),
     "colorize": ("chromaflow.serving.files", "colorize image files with a served model's settings, no server"),
+    "translate": (
+        "chromaflow.serving.translate_files",
+        "N samples of a translator (BicycleGAN) for one image, no server",
+    ),
     "serve": ("chromaflow.serve", "start / stop TorchServe with an exported archive"),
     "pipeline": ("chromaflow.pipeline", "compile, run locally, or submit a Kubeflow pipeline"),
     "demo": ("chromaflow.demo", "the whole main job on the committed sample, with a report"),

@@ -11,7 +11,7 @@ from chromaflow.export.mar import SERVING_DIR
 from chromaflow.serving import TorchServeHandler
 
 
-@pytest.mark.parametrize("name", ["colorize_handler", "guided_handler", "lpips_handler"])
+@pytest.mark.parametrize("name", ["colorize_handler", "guided_handler", "lpips_handler", "translate_handler"])
 def test_handler_file_defines_exactly_one_service_class(name):
     spec = importlib.util.spec_from_file_location(name, SERVING_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -137,11 +137,11 @@ def test_committed_card_data_hash_reproduces_from_its_prepare_commands(name, tmp
     from chromaflow.tracking.lineage import data_hash
 
     card = json.loads((S.weights_root() / name / S.CARD_JSON).read_text())
-    monkeypatch.chdir(S.weights_root().parent)  # the commands' paths are relative to the repository root
+    monkeypatch.chdir(S.weights_root().resolve().parent)  # the commands' paths: relative to the checkout (share/ links)
     outs = {}
     for cmd in card["command"]:
         argv = shlex.split(cmd)
-        if argv[:2] != ["chromaflow", "prepare"]:
+        if argv[0] != "chromaflow" or argv[1] not in ("prepare", "prepare-pairs"):
             if not outs and "chromaflow" not in argv:  # a shell step before the first prepare makes its source
                 subprocess.run(["bash", "-c", cmd], check=True)  # (squeeze_colorizer: a Tiny-ImageNet subset)
             continue

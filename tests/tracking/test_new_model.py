@@ -105,7 +105,12 @@ def test_a_model_without_description_is_refused_before_logging(uri, model_name, 
 
 
 @pytest.mark.parametrize(
-    ("name", "template"), [("eccv16", "model-config.yaml"), ("siggraph17", "guided-model-config.yaml")]
+    ("name", "template"),
+    [
+        ("eccv16", "model-config.yaml"),
+        ("siggraph17", "guided-model-config.yaml"),
+        ("bicyclegan", "translate-model-config.yaml"),
+    ],
 )
 def test_described_served_size_is_the_archive_template_size(name, template):
     from chromaflow.export.mar import SERVING_DIR

@@ -107,7 +107,7 @@ def test_gateway_proxies_with_the_token_it_holds(gateway, server, photo_b64):
     health = requests.get(gateway.url + "/api/health", timeout=10).json()
     assert health == {
         "upstream": True,
-        "endpoints": {"colorize": False, "guided": True, "palette": True, "gamut": True},
+        "endpoints": {"colorize": False, "guided": True, "palette": True, "gamut": True, "translate": False},
     }
     o = gateway.origin
     r = requests.post(gateway.url + "/api/guided", json={"image": photo_b64, "hints": [HINT]}, headers=o, timeout=60)

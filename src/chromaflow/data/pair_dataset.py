@@ -31,7 +31,8 @@ COLUMNS = ["id", "photo", "input", "target"]
 SPLITS = ("train", "val", "test")
 
 
-def _short_side(size: tuple[int, int], short: int) -> tuple[int, int]:
+def short_side(size: tuple[int, int], short: int) -> tuple[int, int]:
+    """``(w, h)`` of an image of ``size = (w, h)`` resized so its short side is ``short`` (aspect kept)."""
     w, h = size
     s = short / min(w, h)
     return max(short, round(w * s)), max(short, round(h * s))
@@ -81,7 +82,7 @@ class PairDataset(Dataset):
         a = Image.open(io.BytesIO(self.inputs[i].as_py()))
         b = Image.open(io.BytesIO(self.targets[i].as_py())).convert("RGB")
         c = self.size
-        new = _short_side(b.size, self.load if self.train else c)
+        new = short_side(b.size, self.load if self.train else c)
         a, b = (resize_edges if self.edges else resize_photo)(a.convert("L"), new), resize_photo(b, new)
         if self.train:
             x, y = int(torch.randint(0, new[0] - c + 1, ())), int(torch.randint(0, new[1] - c + 1, ()))

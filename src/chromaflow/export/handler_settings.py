@@ -18,6 +18,7 @@ DEFAULT_MAX_PIXELS = 12_000_000  # ~ 4240 x 2830; larger images get 413
 ENDPOINTS = ("colorize_guided", "palette", "gamut")  # the user-guided archive's endpoint names
 LPIPS_MAX_PIXELS = 4_000_000  # per image
 LPIPS_WEIGHTS_FILE = "lpips.safetensors"  # the weights' name inside an LPIPS archive
+TRANSLATE_MAX_PIXELS = 4_000_000  # per image (input and style); n outputs of it are held at once
 
 
 @dataclass
@@ -121,4 +122,37 @@ class LpipsConfig:
             problems.append(f"max_pixels must be >= 1, got {cfg.max_pixels}")
         if cfg.num_threads < 0:
             problems.append(f"num_threads must be >= 0, got {cfg.num_threads}")
+        return problems
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Handler settings (``handler:`` of ``serving/translate-model-config.yaml``).
+
+    ``size``: short side of the input as the network sees it (the model's training crop size); ``max_samples``:
+    most outputs per request (at most ``chromaflow.models.translation.MAX_SAMPLES``); ``max_pixels``: largest
+    accepted image, input or style (413 above, checked from the header); ``num_threads``, ``max_memory_mb``: as
+    :class:`ServiceConfig`.
+    """
+
+    size: int = 128
+    max_samples: int = 16
+    max_pixels: int = TRANSLATE_MAX_PIXELS
+    num_threads: int = 0
+    max_memory_mb: int = 0
+
+    @classmethod
+    def from_mapping(cls, d: Mapping[str, Any] | None) -> TranslateConfig:
+        return from_mapping(cls, d, "translate handler config", cls.problems)
+
+    def problems(self) -> list[str]:
+        from chromaflow.models.translation import MAX_SAMPLES
+
+        cfg, problems = self, []
+        if cfg.size < 8:
+            problems.append(f"size must be >= 8, got {cfg.size}")
+        if not 1 <= cfg.max_samples <= MAX_SAMPLES:
+            problems.append(f"max_samples must be in [1, {MAX_SAMPLES}], got {cfg.max_samples}")
+        if cfg.max_pixels < 1 or cfg.num_threads < 0:
+            problems.append(f"max_pixels must be >= 1 and num_threads >= 0, got {cfg}")
         return problems

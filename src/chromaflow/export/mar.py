@@ -12,7 +12,8 @@ The archive holds only data and the thin handler, never a pickled model object:
 
 A ``siggraph17`` (user-guided, thesis ch. 3) model gets ``guided_handler.py`` and ``guided-model-config.yaml``
 instead (its default name is ``colorize_guided``); ``chromaflow serve`` registers that one archive under the
-endpoint names ``colorize_guided``, ``palette`` and ``gamut``.
+endpoint names ``colorize_guided``, ``palette`` and ``gamut``. A ``bicyclegan`` (thesis ch. 4) model gets
+``translate_handler.py`` and ``translate-model-config.yaml`` (default name ``translate``).
 
 An LPIPS model (``lpips`` or a ``chromaflow train --task lpips`` output ``lpips_2afc``, thesis ch. 6; its
 description's handler is ``lpips``) is strictly loaded once, then its file is packed as is as
@@ -55,6 +56,7 @@ from chromaflow.export.handler_settings import (
     GuidedConfig,
     LpipsConfig,
     ServiceConfig,
+    TranslateConfig,
 )
 from chromaflow.io import atomic_path, read_json, write_json
 from chromaflow.models import read_config, sha256_file
@@ -83,7 +85,7 @@ class HandlerKind:
 
 def handler_kind(model_name: str) -> HandlerKind:
     """The :class:`HandlerKind` of a registry model name: its description's ``handler`` (``guided`` for
-    ``siggraph17``, ``lpips`` for the LPIPS models); a model without one is served by the automatic colorize
+    ``siggraph17``, ``lpips`` for the LPIPS models, ``translate`` for ``bicyclegan``); a model without one is served by the automatic colorize
     handler."""
     from chromaflow.models import described_models
 
@@ -93,6 +95,8 @@ def handler_kind(model_name: str) -> HandlerKind:
         return HandlerKind("guided_handler.py", "guided-model-config.yaml", GuidedConfig, "colorize_guided")
     if handler == "lpips":
         return HandlerKind("lpips_handler.py", "lpips-model-config.yaml", LpipsConfig, "lpips", LPIPS_WEIGHTS_FILE)
+    if handler == "translate":
+        return HandlerKind("translate_handler.py", "translate-model-config.yaml", TranslateConfig, "translate")
     return HandlerKind(HANDLER, MODEL_CONFIG, ServiceConfig, DEFAULT_NAME)
 
 
@@ -336,7 +340,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder for <name>.mar and <name>.json")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument(
-        "--name", default=None, help="model name in TorchServe (default: its kind's: colorize, colorize_guided, lpips)"
+        "--name",
+        default=None,
+        help="model name in TorchServe (default: its kind's: colorize, colorize_guided, lpips, translate)",
     )
     parser.add_argument("--version", default=None, help="archive version (default: the registry version)")
     parser.add_argument("--batch-size", type=int, default=None, help="override batchSize of serving/model-config.yaml")

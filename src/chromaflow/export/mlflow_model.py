@@ -116,9 +116,10 @@ def _served_size(name: str) -> int:
 
 
 def _check_size(kind: str, size: int, path: Path) -> None:
-    """``size`` is the network input side of the colorization kinds (guided: a multiple of 8)."""
-    if kind == "colorization" and int(size) < 8:
-        raise ValueError(f"log_model: {path}: size must be >= 8 for a colorization model, got {size}")
+    """``size`` is the network input side of the colorization kinds (guided: a multiple of 8) and the short side
+    of a translation model's input."""
+    if kind in ("colorization", "translation") and int(size) < 8:
+        raise ValueError(f"log_model: {path}: size must be >= 8 for a {kind} model, got {size}")
     if kind == "guided" and (int(size) < 8 or int(size) % 8):
         raise ValueError(f"log_model: {path}: size must be a positive multiple of 8 for siggraph17, got {size}")
 

@@ -6,7 +6,8 @@ Routes:
 
 - ``GET /``: the page (``static/index.html``, one self-contained file, no build step).
 - ``GET /api/health``: ``{"upstream": bool, "endpoints": {name: bool}}`` (which endpoints are served).
-- ``POST /api/<endpoint>``, ``endpoint`` in ``colorize`` (automatic model), ``guided``, ``palette``, ``gamut``:
+- ``POST /api/<endpoint>``, ``endpoint`` in ``colorize`` (automatic model), ``guided``, ``palette``, ``gamut``,
+  ``translate`` (BicycleGAN's N samples, the page's "variations" mode):
   the JSON body is forwarded to ``/predictions/<model>`` with ``Authorization: Bearer <inference key>``;
   TorchServe's status, content type and body come back unchanged (so do its 4xx JSON errors).
 
@@ -51,7 +52,13 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = {"colorize": "colorize", "guided": "colorize_guided", "palette": "palette", "gamut": "gamut"}
+DEFAULT_MODELS = {
+    "colorize": "colorize",
+    "guided": "colorize_guided",
+    "palette": "palette",
+    "gamut": "gamut",
+    "translate": "translate",
+}
 MAX_BODY = 20 << 20  # TorchServe's max_request_size in serving/config.properties
 JSON_TYPE = "application/json"
 READ_TIMEOUT_S = 30.0  # a whole request must arrive within this (a 20 MiB body needs >= 0.7 MB/s)
@@ -473,16 +480,18 @@ class Gateway:
 
 
 def models_for(names: list[str]) -> dict[str, str | None]:
-    """Endpoint -> model name from the names TorchServe serves: the guided endpoints by name, ``colorize``
-    the first other name (``None`` when there is none)."""
+    """Endpoint -> model name from the names TorchServe serves: the guided endpoints and ``translate`` by name,
+    ``colorize`` the first other name (``None`` when there is none)."""
     from chromaflow.export.handler_settings import ENDPOINTS
 
-    others = [n for n in names if n not in ENDPOINTS]
+    named = (*ENDPOINTS, "translate")
+    others = [n for n in names if n not in named]
     return {
         "colorize": others[0] if others else None,
         "guided": "colorize_guided" if "colorize_guided" in names else None,
         "palette": "palette" if "palette" in names else None,
         "gamut": "gamut" if "gamut" in names else None,
+        "translate": "translate" if "translate" in names else None,
     }
 
 

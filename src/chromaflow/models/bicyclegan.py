@@ -33,7 +33,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from chromaflow.models.registry import register_model
+from chromaflow.models.registry import register_description, register_model
+from chromaflow.models.translation import translation_description
 
 Z_DIMS = (2, 8, 256)  # the |z| study of the thesis (Fig. 4.7); any positive size is accepted
 NZ = 8  # |z| of every experiment in the thesis
@@ -304,3 +305,6 @@ def bicyclegan(
         output_nc=output_nc, paths=tuple(paths), d_layers=d_layers, d_scales=d_scales, e_depth=e_depth,
         dropout=dropout,
     )  # fmt: skip
+
+
+register_description("bicyclegan", translation_description())

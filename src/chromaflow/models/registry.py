@@ -29,7 +29,7 @@ from chromaflow.color.constants import LAB_CONTRACT
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, ModelDescription] = {}
-_INFRA = {"registry", "weights", "inference", "guided"}  # modules of this package that define no model
+_INFRA = {"registry", "weights", "inference", "guided", "translation"}  # modules of this package that define no model
 
 TensorSig = tuple[str, tuple[int, ...]]  # (numpy dtype name, shape with -1 for any size)
 IMAGE_SIG: TensorSig = ("uint8", (-1, -1, -1, 3))  # a batch of RGB images, any count and size
@@ -43,7 +43,7 @@ class ModelDescription:
     pyfunc) reads this; a new servable model needs only its module to call :func:`register_description`.
 
     Attributes:
-        kind: the MLflow pyfunc kind (``colorization | guided | lpips | representation``).
+        kind: the MLflow pyfunc kind (``colorization | guided | lpips | representation | translation``).
         predict: THE inference path, ragged batch: ``predict(model, items, **options) -> list`` (one output per
             item, in order; items may differ in size). Every caller (offline ``colorize``, TorchServe, the
             pyfunc, evaluation) goes through it.
@@ -55,7 +55,7 @@ class ModelDescription:
         decode: how class logits become ab when served (``annealed_mean | mean | mode``; ``None``: no decoding).
         feature_layers: the layers ``forward_features`` returns, lowest first (transfer evaluation).
         forward_features: ``(model, rgb (B, 3, H, W) uint8 or [0, 1] float) -> {layer: (B, C, h, w)}``.
-        handler: TorchServe handler family (``colorize | guided | lpips``; ``None``: not served by TorchServe).
+        handler: TorchServe handler family (``colorize | guided | lpips | translate``; ``None``: not served).
     """
 
     kind: str

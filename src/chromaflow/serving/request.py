@@ -60,13 +60,15 @@ class Request:
 
     ``body``: raw bytes, a ``dict`` (a JSON body some servers decode for us, with a base64 ``image``),
     a ``str`` or ``None``; ``content_type``: of the body (``None`` when unknown); ``params``: query
-    parameters; ``headers``: request headers (looked up case-insensitively).
+    parameters; ``headers``: request headers (looked up case-insensitively); ``files``: the raw bytes of the
+    other parameters a server received as bytes (multipart form fields: a second image, e.g. ``style``).
     """
 
     body: bytes | bytearray | dict | str | None
     content_type: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         name = name.lower()

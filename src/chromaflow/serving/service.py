@@ -69,7 +69,8 @@ def read_archive_meta(model_dir: str | os.PathLike, who: str, *, required: bool 
 
 
 class ModelService:
-    """What the colorize and guided services share: the model (eval mode), the handler config, the archive meta.
+    """What the services share: the model (eval mode), the handler config, the archive meta, loading from weights
+    or an unpacked archive.
 
     Subclasses set ``config_type`` (a dataclass with ``from_mapping`` and ``num_threads``) and ``architecture``
     (the registry name the weights must hold; ``None``: any).
@@ -105,6 +106,34 @@ class ModelService:
             )
         return model
 
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | os.PathLike,
+        config: Any = None,
+        *,
+        expected_sha256: str | None = None,
+        device: torch.device | str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> ModelService:
+        """Load a ``save_weights`` file (strict, hash-checked when ``expected_sha256`` is given)."""
+        return cls(cls.load_model(weights, expected_sha256, device), cls.coerce_config(config), meta)
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: str | os.PathLike,
+        config: Any = None,
+        *,
+        device: torch.device | str | None = None,
+    ) -> ModelService:
+        """Load from an unpacked archive (what TorchServe extracts a ``.mar`` to): ``chromaflow_model.json``
+        names the weights file and its sha256."""
+        meta = read_archive_meta(model_dir, cls.__name__)
+        return cls.from_weights(
+            Path(model_dir) / meta["weights"], config, expected_sha256=meta["sha256"], device=device, meta=meta
+        )
+
     @property
     def model_info(self) -> dict[str, Any]:
         """Name, version and sha256 of the served model (from the archive), for JSON answers."""
@@ -113,34 +142,6 @@ class ModelService:
 
 class ColorizeService(ModelService):
     """A colorization model behind ``handle(requests) -> responses`` (one response per request, in order)."""
-
-    @classmethod
-    def from_weights(
-        cls,
-        weights: str | os.PathLike,
-        config: ServiceConfig | Mapping[str, Any] | None = None,
-        *,
-        expected_sha256: str | None = None,
-        device: torch.device | str | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> ColorizeService:
-        """Load a ``save_weights`` file (strict, hash-checked when ``expected_sha256`` is given)."""
-        return cls(cls.load_model(weights, expected_sha256, device), cls.coerce_config(config), meta)
-
-    @classmethod
-    def from_model_dir(
-        cls,
-        model_dir: str | os.PathLike,
-        config: ServiceConfig | Mapping[str, Any] | None = None,
-        *,
-        device: torch.device | str | None = None,
-    ) -> ColorizeService:
-        """Load from an unpacked archive (what TorchServe extracts a ``.mar`` to): ``chromaflow_model.json``
-        names the weights file and its sha256."""
-        meta = read_archive_meta(model_dir, cls.__name__)
-        return cls.from_weights(
-            Path(model_dir) / meta["weights"], config, expected_sha256=meta["sha256"], device=device, meta=meta
-        )
 
     def handle(self, requests: Sequence[Request]) -> list[Response]:
         """Decode and validate every request, colorize the valid ones in one batch, encode every answer.

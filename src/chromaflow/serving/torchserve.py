@@ -45,7 +45,8 @@ def request_from_torchserve(item: Mapping[str, Any] | None, headers: Mapping[str
     if ctype is None:
         ctype = next((v for k, v in plain_headers.items() if k.lower() == "content-type"), None)
     params = {k: _text(v) for k, v in item.items() if isinstance(v, str | bytes | bytearray | int | float)}
-    return Request(body=body, content_type=ctype, params=params, headers=plain_headers)
+    files = {k: bytes(v) for k, v in item.items() if isinstance(v, bytes | bytearray)}
+    return Request(body=body, content_type=ctype, params=params, headers=plain_headers, files=files)
 
 
 def handle_torchserve(service: Any, data: Sequence[Mapping[str, Any]] | None, context: Any) -> list[bytes]:
