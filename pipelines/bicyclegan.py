@@ -70,8 +70,16 @@ def bicyclegan(
         lr=lr,
         seed=seed,
         # the original's Adam (betas 0.5, 0.999, no weight decay); the engine's defaults are ch. 2's
-        options={"variant": variant, "nz": nz, "where_add": where_add, "encoder": encoder, "size": size,
-                 "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0},  # fmt: skip
+        options={
+            "variant": variant,
+            "nz": nz,
+            "where_add": where_add,
+            "encoder": encoder,
+            "size": size,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "weight_decay": 0.0,
+        },  # fmt: skip
         experiment=experiment,
         tracking_uri=tracking_uri,
         pipeline_run_id=run_id,

@@ -14,18 +14,13 @@ from scipy import linalg
 
 from chromaflow.cli import main as cli
 from chromaflow.data.pairs import prepare_pairs
-from chromaflow.evaluate.translation import (
-    METRIC_KEYS,
-    frechet_distance,
-    gaussian_stats,
-    real_fake_scores,
-    select_inputs,
-)
+from chromaflow.evaluate.realism import frechet_distance, gaussian_stats, real_fake_scores
+from chromaflow.evaluate.translation import METRIC_KEYS, select_inputs
 from chromaflow.models import create_model, save_weights
 
 VAL = ("101085", "101087", "102061", "103070", "105025")  # BSDS500 val photos
 TRAIN = ("100075",)
-EVAL = ["--inputs", "4", "--samples", "3", "--seed", "0"]
+EVAL = ["--inputs", "4", "--samples", "3", "--seed", "0", "--split", "val"]
 
 
 # ------------------------------------------------------------------------------------------ Fréchet distance

@@ -18,9 +18,12 @@ STAGES = {
     "": ["prepare", "stats", "train", "evaluate", "promote", "export"],
     "splitbrain": ["prepare", "train", "transfer"],
     "lpips": ["bapps", "train", "evaluate"],
+    "bicyclegan": ["prepare", "train", "evaluate", "export"],
 }
+# stages whose step's CLI command is named otherwise (the paired data and the translation protocol)
+COMMAND = {"bicyclegan_prepare": "prepare-pairs", "bicyclegan_evaluate": "evaluate-translation"}
 NAMES = [f"{system}_{step}" if system else step for system, steps in STAGES.items() for step in steps]
-DATA_STAGES = ("prepare", "stats", "splitbrain_prepare", "lpips_bapps")
+DATA_STAGES = ("prepare", "stats", "splitbrain_prepare", "lpips_bapps", "bicyclegan_prepare")
 # per-file md5s of the data stages' output folders, as DVC lists them: names the files when a .dir hash differs
 LISTING = Path(__file__).with_name("dvc_data_files.json")
 COPY = ["dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "data/sample", "data/sample-cifar10", "data/bsds-sample",
@@ -95,7 +98,7 @@ def test_every_stage_is_the_cli_with_its_params_section(repo_root):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert list(spec) == NAMES
     for name, stage in spec.items():
-        step = name.rsplit("_", 1)[-1]
+        step = COMMAND.get(name, name.rsplit("_", 1)[-1])
         assert step in STEPS and stage["cmd"].split()[:2] == ["chromaflow", step], (
             f"{name} must call `chromaflow {step}`"
         )
@@ -111,7 +114,7 @@ def test_every_stage_is_the_cli_with_its_params_section(repo_root):
 
 
 def test_repro_of_the_data_stages_matches_committed_lock(fresh_repo, repo_root):
-    _sh(["dvc", "repro", "stats", "splitbrain_prepare", "lpips_bapps"], fresh_repo)
+    _sh(["dvc", "repro", "stats", "splitbrain_prepare", "lpips_bapps", "bicyclegan_prepare"], fresh_repo)
     kept, got = _lock(repo_root / "dvc.lock"), _lock(fresh_repo / "dvc.lock")
     for stage in DATA_STAGES:
         src = [d for d in got[stage]["deps"] if d["path"] != "data/prepared"]  # inputs, not the upstream output

@@ -71,3 +71,16 @@ def test_transfer_pipeline_runs_locally(repo_root, tmp_path):
     assert set(table["rows"]) == {"split_cl_cl", "l_ab_cl"} and table["best_label"] in table["rows"]
     assert (Path(out["best_model"]) / "model.safetensors").is_file()
     assert _decision(out)["model"] == "chromaflow-splitbrain"
+
+
+@pytest.mark.slow
+def test_bicyclegan_pipeline_runs_locally(repo_root, tmp_path):
+    args = {"source": str(repo_root / "data" / "bsds-sample"), "steps": 2, "width": 0.0625, "eval_inputs": 4,
+            "eval_samples": 2, "classifier_dir": str(repo_root.parent / "shared/datasets/squeezenet1_1"),
+            **_common(repo_root, tmp_path)}  # fmt: skip
+    out = run_local("bicyclegan", args, root=tmp_path / "kfp")
+    m = json.loads((Path(out["evaluation"]) / "metrics.json").read_text())
+    assert m["split"] == "test" and m["n_inputs"] == 4 and m["diversity_lpips"] >= 0.0
+    d = _decision(out)
+    assert d["model"] == "chromaflow-bicyclegan" and d["promoted"] is True  # a fresh store: first version wins
+    assert [p.name for p in Path(out["mar"]).iterdir() if p.suffix == ".mar"] == ["translate.mar"]

@@ -23,6 +23,7 @@ import numpy._core._multiarray_umath as npu
 STAGES = """
 import os, sys
 from chromaflow.data.bapps import build_proxy_bapps
+from chromaflow.data.pairs import prepare_pairs
 from chromaflow.data.prepare import prepare
 from chromaflow.data.stats import stats
 repo = sys.argv[1]
@@ -30,12 +31,18 @@ os.chdir(sys.argv[2])  # relative output paths, as DVC runs the stages
 prepare(f"{repo}/data/sample", "prepared", max_side=256, val_fraction=0.4, workers=1)
 stats("prepared", "stats", split="train", workers=1)
 prepare(f"{repo}/data/sample-cifar10", "cifar10", max_side=32, workers=1)
+prepare_pairs(f"{repo}/data/bsds-sample", "bsds-pairs", max_side=128)
 build_proxy_bapps("bapps", [f"{repo}/data/sample/kodim01.jpg", f"{repo}/data/sample/kodim03.jpg"],
                   [f"{repo}/data/sample/skimage_astronaut.jpg"], n_train=60, n_val=20, n_jnd=20, seed=0)
 """
 TRAIN = ["train", "--task", "colorization", "--data", "prepared", "--prior", "stats", "--out", "train", "--width",
          "0.0625", "--steps", "4", "--crop", "32", "--batch-size", "4", "--seed", "0", "--device", "cpu",
          "--portable-kernels"]  # fmt: skip
+# the BicycleGAN chain as DVC runs it: train, then the translation protocol (LPIPS, Frechet, real-vs-fake probe)
+BG_TRAIN = ["train", "--task", "bicyclegan", "--data", "bsds-pairs", "--out", "bg", "--width", "0.0625", "--steps", "3",
+            "--batch-size", "2", "--seed", "0", "--device", "cpu", "--portable-kernels"]  # fmt: skip
+BG_EVAL = ["evaluate-translation", "--model", "bg", "--data", "bsds-pairs", "--out", "bg_eval", "--inputs", "4",
+           "--samples", "2", "--portable-kernels"]  # fmt: skip
 
 
 def _variants() -> dict[str, dict[str, str]]:
@@ -66,7 +73,9 @@ def _run(repo: Path, out: Path, env_over: dict[str, str]) -> dict[str, str]:
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "NPY_", "ATEN_", "MKL_", "ONEDNN_"))}
     env.update(env_over)
-    for cmd in ([sys.executable, "-c", STAGES, str(repo), str(out)], [sys.executable, "-m", "chromaflow.cli", *TRAIN]):
+    squeeze = ["--classifier-dir", str(repo.parent / "shared" / "datasets" / "squeezenet1_1")]
+    steps = [STAGES, str(repo), str(out)], TRAIN, BG_TRAIN, [*BG_EVAL, *squeeze]
+    for cmd in ([sys.executable, "-c", *steps[0]], *([sys.executable, "-m", "chromaflow.cli", *a] for a in steps[1:])):
         r = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, f"{cmd[2]} failed under {env_over}:\n{r.stderr[-3000:]}"
     return _file_hashes(out)
@@ -75,7 +84,7 @@ def _run(repo: Path, out: Path, env_over: dict[str, str]) -> dict[str, str]:
 def test_stage_outputs_are_identical_across_cpu_kernels_and_threads(repo_root, tmp_path):
     runs = {name: _run(repo_root, tmp_path / str(i), env) for i, (name, env) in enumerate(_variants().items())}
     (ref_name, ref), *others = runs.items()
-    assert {f.split("/")[0] for f in ref} >= {"prepared", "stats", "cifar10", "bapps", "train"}
+    assert {f.split("/")[0] for f in ref} >= {"prepared", "stats", "cifar10", "bapps", "bsds-pairs", "train", "bg", "bg_eval"}
     for name, got in others:
         assert got.keys() == ref.keys(), f"{name}: other files than {ref_name}: {sorted(got.keys() ^ ref.keys())}"
         differ = sorted(f for f in ref if got[f] != ref[f])

@@ -180,13 +180,35 @@ def test_lpips_dag_builds_proxy_data_trains_lin_registers_and_exports_lpips():
     assert params["variant"]["defaultValue"] == "lin" and params["model_name"]["defaultValue"] == "chromaflow-lpips"
 
 
-@pytest.mark.parametrize("name", ["chromaflow-guided", "chromaflow-lpips", "chromaflow-splitbrain"])
+def test_bicyclegan_dag_pairs_trains_evaluates_on_held_out_pairs_promotes_and_exports():
+    spec, platform, tasks, deps = _dag("bicyclegan")
+    assert set(tasks) == {"prepare-pairs", "train", "evaluate-translation", "promote", "export"}
+    chain = ["prepare-pairs", "train", "evaluate-translation", "promote", "export"]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert before in deps[after], f"{after} must run after {before}"
+    assert _const(tasks["train"], "task") == "bicyclegan"
+    options = tasks["train"]["inputs"]["parameters"]["options"]
+    assert "variant" in json.dumps(options) and "beta1" in json.dumps(options)  # the original's Adam, not ch. 2's
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["model_name"]["defaultValue"] == "chromaflow-bicyclegan"
+    assert params["eval_split"]["defaultValue"] == "test"  # BSDS500's held-out photos, never the training pairs
+    assert params["select_metric"]["defaultValue"] == "frechet_squeezenet"
+    execs = spec["deploymentSpec"]["executors"]
+    assert execs["exec-train"]["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    caching = {t: v["cachingOptions"].get("enableCache", False) for t, v in tasks.items()}
+    assert caching["prepare-pairs"] and caching["evaluate-translation"]
+    assert not caching["train"] and not caching["promote"] and not caching["export"]
+
+
+@pytest.mark.parametrize(
+    "name", ["chromaflow-guided", "chromaflow-lpips", "chromaflow-splitbrain", "chromaflow-bicyclegan"]
+)
 def test_each_new_model_has_its_own_gates(repo_root, name):
     from chromaflow.tracking.gates import load_gates
 
     gates, _ = load_gates(repo_root / "mlflow" / "promotion.yaml", name)
     expected = {"chromaflow-guided": "psnr_at_10_random", "chromaflow-lpips": "lpips_2afc",
-                "chromaflow-splitbrain": "transfer_best_top1"}[name]  # fmt: skip
+                "chromaflow-splitbrain": "transfer_best_top1", "chromaflow-bicyclegan": "frechet_squeezenet"}[name]  # fmt: skip
     assert expected in {g.metric for g in gates}, f"{name} falls back to the default gates"
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import chromaflow.models as models
-from chromaflow.models.translation import BARE_SEED, SERVED_SIZE, TranslateInput, translate_batch
 from chromaflow.export.mlflow_model import kinds, log_model
+from chromaflow.models.translation import BARE_SEED, SERVED_SIZE, TranslateInput, translate_batch
 
 
 def test_bicyclegan_registers_and_predicts_through_the_pyfunc(uri, model_name, tmp_path):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chromaflow.exact import fsum
+
 BOOTSTRAP_REPS = 10_000  # resamples per interval
 CI_LEVEL = 0.95
 FIXED_POINT_BITS = 24  # per-image float values are summed as multiples of 2**-24 (exact integer sums)
@@ -61,4 +63,5 @@ def mean_ci(values: np.ndarray, counts: np.ndarray, level: float = CI_LEVEL) -> 
     v = np.asarray(values, dtype=np.float64)
     if counts.shape[1] != v.shape[0]:
         raise ValueError(f"mean_ci: {v.shape[0]} values but counts for {counts.shape[1]} items")
-    return (float(v.mean()), *percentile_interval(resampled_sum(counts, v) / v.shape[0], level))
+    mean = fsum(v) / v.shape[0]  # exactly rounded: the same bits on every CPU, like the resampled sums
+    return (mean, *percentile_interval(resampled_sum(counts, v) / v.shape[0], level))

@@ -1,7 +1,7 @@
 """``chromaflow evaluate-translation``: the diversity / realism / encoding protocol of thesis ch. 4 for a BicycleGAN run.
 
     chromaflow evaluate-translation --model runs/bg/bicyclegan --data runs/bsds/pairs --out runs/bg/bicyclegan/eval \\
-        --classifier-dir ../shared/datasets/squeezenet1_1 [--inputs 100 --samples 20 --seed 0 --split val]
+        --classifier-dir ../shared/datasets/squeezenet1_1 [--inputs 100 --samples 20 --seed 0 --split test]
 
 Inputs: ``--inputs`` pairs of the held-out ``--split`` (never ``train``), each from a different photo (a seeded
 choice of photos, then of one annotator's map per photo), centre-cropped at ``--size``. For each input ``A``,
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,8 @@ import torch
 
 from chromaflow.evaluate.bootstrap import mean_ci, resample_counts
 from chromaflow.evaluate.eval_set import eval_set_fingerprint, to_uint8
+from chromaflow.evaluate.realism import frechet_distance, gaussian_stats, real_fake_scores
+from chromaflow.exact import fsum
 from chromaflow.io import write_json, write_text
 from chromaflow.logs import progress
 
@@ -46,8 +49,7 @@ INPUTS, SAMPLES = 100, 20  # thesis: 1,900 pairs of samples from 100 inputs (19 
 FEATURE_SIDE = 128  # images are resized to this side for the SqueezeNet features (64 px samples carry no more)
 FEATURE_LAYER = "conv5"  # SqueezeNet 1.1's last fire module, 512 channels, averaged over space
 LPIPS_NET, LPIPS_VERSION = "squeeze", "0.1"
-CLASSIFIER_C = 1.0  # inverse L2 strength of the real-vs-fake logistic regression (on standardized features)
-SPLITS = ("val",)  # held-out splits of prepare-pairs; train is refused (never evaluate on training pairs)
+SPLITS = ("test", "val")  # held-out splits of prepare-pairs (BSDS500's test photos first); train is refused
 METRIC_KEYS = (
     "diversity_lpips", "diversity_lpips_ci95", "real_pairs_lpips", "real_pairs_lpips_ci95", "frechet_squeezenet",
     "real_fake_accuracy", "real_fake_accuracy_ci95", "recon_l1", "recon_l1_std", "recon_l1_ci95", "latent_l1",
@@ -58,71 +60,6 @@ PROXIES_NOTE = (
     "frechet_squeezenet and real_fake_accuracy are automatic PROXIES of realism (the thesis measures it with a "
     "human real-vs-fake study); lower Frechet and an accuracy nearer 50% suggest more realistic samples."
 )
-
-
-# --------------------------------------------------------------------------------------------- statistics
-
-
-def gaussian_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (float64) of ``feats (N, D)``, N >= 2."""
-    x = np.asarray(feats, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"gaussian_stats: expected (N >= 2, D) features, got shape {x.shape}")
-    return x.mean(0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Fréchet (2-Wasserstein squared) distance between N(mu1, sigma1) and N(mu2, sigma2):
-    ``|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``.
-
-    ``mu* (D,)``, ``sigma* (D, D)`` symmetric positive semi-definite. The trace of the matrix square root is
-    taken by the eigen trick: ``sigma1 sigma2`` has the eigenvalues of the symmetric PSD ``S = r sigma2 r`` with
-    ``r = sigma1^(1/2)``, so ``tr((sigma1 sigma2)^(1/2)) = sum sqrt(eig(S))``. Unlike ``scipy.linalg.sqrtm`` of
-    the product it stays exact when the covariances are singular (fewer samples than dimensions).
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    d = mu1.shape[0]
-    if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"frechet_distance: shapes {mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape} do not agree")
-    lam, vec = np.linalg.eigh((s1 + s1.T) / 2)
-    r = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
-    eig = np.linalg.eigvalsh(r @ ((s2 + s2.T) / 2) @ r)
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum())
-
-
-def real_fake_scores(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Held-out real-vs-fake classification, scored per input: ``(N,)`` in [0, 1].
-
-    ``real (N, D)``: one real image's features per input; ``fake (N, S, D)``: S samples per input. Inputs are
-    split in two seeded halves; a class-balanced logistic regression (standardized features, L2 ``C`` =
-    :data:`CLASSIFIER_C`) trained on one half scores the other, and the other way round. An input's score is
-    ``(real judged real + share of its fakes judged fake) / 2``, so the mean over inputs is the balanced accuracy.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    if real.ndim != 2 or fake.ndim != 3 or fake.shape[0] != real.shape[0] or fake.shape[2] != real.shape[1]:
-        raise ValueError(f"real_fake_scores: expected real (N, D) and fake (N, S, D), got {real.shape}, {fake.shape}")
-    n, s, d = fake.shape
-    if n < 4:
-        raise ValueError(f"real_fake_scores: need at least 4 inputs (two per half), got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    halves = (order[: n // 2], order[n // 2 :])
-    scores = np.zeros(n)
-    for train, test in (halves, halves[::-1]):
-        x = np.concatenate([real[train], fake[train].reshape(-1, d)])
-        y = np.concatenate([np.ones(len(train)), np.zeros(len(train) * s)])
-        clf = make_pipeline(
-            StandardScaler(), LogisticRegression(C=CLASSIFIER_C, class_weight="balanced", max_iter=5000)
-        ).fit(x, y)
-        real_ok = clf.predict(real[test]) == 1
-        fake_ok = (clf.predict(fake[test].reshape(-1, d)) == 0).reshape(len(test), s).mean(1)
-        scores[test] = 0.5 * (real_ok + fake_ok)
-    return scores
 
 
 # ------------------------------------------------------------------------------------------------- inputs
@@ -179,7 +116,7 @@ def _summary(values: np.ndarray, counts: np.ndarray) -> tuple[float, list[float]
 
 def evaluate_translation(
     model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *, classifier_dir: str | os.PathLike,
-    inputs: int = INPUTS, samples: int = SAMPLES, seed: int = 0, split: str = "val", size: int = 64,
+    inputs: int = INPUTS, samples: int = SAMPLES, seed: int = 0, split: str = "test", size: int = 64,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the protocol of the module docstring on a BicycleGAN run; write ``metrics.json`` and ``report.md``
     into ``out``; return the metrics. Errors (FileNotFoundError / ValueError) name the input at fault."""
@@ -248,15 +185,15 @@ def evaluate_translation(
 
     counts = resample_counts(inputs, seed=seed)
     m: dict[str, Any] = {}
-    m["diversity_lpips"], m["diversity_lpips_ci95"] = _summary(diversity.reshape(inputs, k).mean(1), counts)
-    m["real_pairs_lpips"], m["real_pairs_lpips_ci95"] = _summary(ceiling.reshape(inputs, k).mean(1), counts)
+    m["diversity_lpips"], m["diversity_lpips_ci95"] = _summary(fsum(diversity.reshape(inputs, k), axis=1) / k, counts)
+    m["real_pairs_lpips"], m["real_pairs_lpips_ci95"] = _summary(fsum(ceiling.reshape(inputs, k), axis=1) / k, counts)
     m["frechet_squeezenet"] = frechet
     m["real_fake_accuracy"], m["real_fake_accuracy_ci95"] = _summary(clf, counts)
     m["recon_l1"], m["recon_l1_std"], m["recon_l1_ci95"] = None, None, None
     m["latent_l1"], m["latent_l1_ci95"] = None, None
     if recon is not None:
         m["recon_l1"], m["recon_l1_ci95"] = _summary(recon, counts)
-        m["recon_l1_std"] = float(recon.std(ddof=1))
+        m["recon_l1_std"] = math.sqrt(fsum((recon - m["recon_l1"]) ** 2) / (inputs - 1))
         m["latent_l1"], m["latent_l1_ci95"] = _summary(latent, counts)
     ids = [ds.ids[i] for i in idx]
     m |= {
@@ -310,7 +247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", type=int, default=INPUTS, help="held-out inputs, one per photo (thesis: 100)")
     parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per input (thesis: 20 -> 19 pairs)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the inputs, z, the real pairs and the bootstrap")
-    parser.add_argument("--split", default="val", help="held-out split of the pairs (train is refused)")
+    parser.add_argument("--split", default="test",
+                        help="held-out split of the pairs: test (BSDS500's held-out photos), or val where a source has none")  # fmt: skip
     parser.add_argument("--size", type=int, default=64, help="image side in px (the size the model trained at)")
 
 

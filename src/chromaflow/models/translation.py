@@ -109,10 +109,7 @@ def prepare_input(item: TranslateInput, size: int, stride: int) -> tuple[torch.T
         if inverted:
             lum = lum.point(lambda v: 255 - v)
     h, w = network_size(lum.height, lum.width, size)
-    if item.input_kind == "edges":
-        small = resize_edges(lum, (w, h))
-    else:
-        small = resize_photo(lum, (w, h))
+    small = (resize_edges if item.input_kind == "edges" else resize_photo)(lum, (w, h))
     a = torch.from_numpy(np.asarray(small).copy()).float()[None] / 127.5 - 1.0  # (1, h, w) in [-1, 1]
     pad = (0, padded(w, stride) - w, 0, padded(h, stride) - h)
     edges = item.input_kind == "edges"  # a map is padded with "no boundary" (-1), a photo with its border
