@@ -73,7 +73,7 @@ def train(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     for name in args.only or RUNS:
-        run, out = Path(args.root) / name, Path(args.root) / name / f"eval_s{args.samples}"
+        run, out = Path(args.root) / name, Path(args.root) / name / eval_name(args.samples, args.seed)
         if not (run / "metrics.json").is_file() or (out / "metrics.json").is_file():
             continue
         chromaflow(
@@ -99,8 +99,13 @@ THESIS_TABLE41 = {  # |B - G(A, E(B))|_1, mean ± std, per (encoder, where_add)
 }
 
 
-def _load(root: Path, name: str, samples: int) -> dict | None:
-    f = root / name / f"eval_s{samples}" / "metrics.json"
+def eval_name(samples: int, seed: int) -> str:
+    """The evaluation folder inside a run: ``eval_s<samples>``, ``_seed<seed>`` added for seeds other than 0."""
+    return f"eval_s{samples}" + (f"_seed{seed}" if seed else "")
+
+
+def _load(root: Path, name: str, samples: int, seed: int) -> dict | None:
+    f = root / name / eval_name(samples, seed) / "metrics.json"
     return json.loads(f.read_text()) if f.is_file() else None
 
 
@@ -116,7 +121,7 @@ def _ci(m: dict | None, key: str, digits: int = 3) -> str:
 def report(args: argparse.Namespace) -> str:
     """The Markdown tables of docs/bicyclegan.md and the Fig. 4.6-style scatter (``--plot``)."""
     root = Path(args.root)
-    ms = {name: _load(root, name, args.samples) for name in RUNS}
+    ms = {name: _load(root, name, args.samples, args.seed) for name in RUNS}
     lines = ["### Fig. 4.6: realism vs diversity (six variants)", ""]
     lines += [
         "| method | thesis AMT fooling [%] | thesis LPIPS | our diversity LPIPS [95% CI] | our Fréchet (proxy) "
@@ -154,6 +159,16 @@ def report(args: argparse.Namespace) -> str:
         fd = "not run" if m is None else f"{m['frechet_squeezenet']:.1f}"
         lines.append(f"| {nz} | {_ci(m, 'diversity_lpips')} | {fd} | {_ci(m, 'real_fake_accuracy')} "
                      f"| {_ci(m, 'recon_l1')} | {_ci(m, 'latent_l1')} |")  # fmt: skip
+    lines += ["", "### Robustness of the Fig. 4.6 numbers to the evaluation's own sampling", ""]
+    checks = {"s20 seed 0 (tables)": (20, 0), "s6 seed 0": (6, 0), "s20 seed 1 (other inputs)": (20, 1)}
+    lines.append("| method | " + " | ".join(f"diversity, {c} | Fréchet, {c}" for c in checks) + " |")
+    lines.append("|---" * (1 + 2 * len(checks)) + "|")
+    for name, (label, _, _) in THESIS_FIG46.items():
+        cells = []
+        for samples, seed in checks.values():
+            m = _load(root, name, samples, seed)
+            cells += ["not run"] * 2 if m is None else [f"{m['diversity_lpips']:.3f}", f"{m['frechet_squeezenet']:.0f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if args.plot:
         plot(ms, real, Path(args.plot))
         lines += ["", f"(plot: {args.plot})"]
