@@ -84,7 +84,16 @@ def _run(repo: Path, out: Path, env_over: dict[str, str]) -> dict[str, str]:
 def test_stage_outputs_are_identical_across_cpu_kernels_and_threads(repo_root, tmp_path):
     runs = {name: _run(repo_root, tmp_path / str(i), env) for i, (name, env) in enumerate(_variants().items())}
     (ref_name, ref), *others = runs.items()
-    assert {f.split("/")[0] for f in ref} >= {"prepared", "stats", "cifar10", "bapps", "bsds-pairs", "train", "bg", "bg_eval"}
+    assert {f.split("/")[0] for f in ref} >= {
+        "prepared",
+        "stats",
+        "cifar10",
+        "bapps",
+        "bsds-pairs",
+        "train",
+        "bg",
+        "bg_eval",
+    }
     for name, got in others:
         assert got.keys() == ref.keys(), f"{name}: other files than {ref_name}: {sorted(got.keys() ^ ref.keys())}"
         differ = sorted(f for f in ref if got[f] != ref[f])
