@@ -7,7 +7,7 @@ bin scores ``(B, Q, H, W)`` with ``Q = 313``. Constants live in :mod:`chromaflow
 from chromaflow.color.decode import decode_ab
 from chromaflow.color.encode import encode_hard, encode_soft, soft_cross_entropy
 from chromaflow.color.gamut import ab_bins, ab_bins_numpy, derive_ab_bins
-from chromaflow.color.lab import LabToRgb, RgbToLab, lab_to_rgb, rgb_to_lab
+from chromaflow.color.lab import LabToRgb, RgbToLab, lab_to_rgb, lightness_u8, rgb_to_lab
 from chromaflow.color.prior import load_prior, rebalance_weights, smooth_prior
 from chromaflow.color.upsample import DEFAULT_UPSAMPLE, UPSAMPLE_METHODS, upsample_ab
 
@@ -15,6 +15,7 @@ __all__ = [
     # contract (docs/contracts.md)
     "rgb_to_lab",
     "lab_to_rgb",
+    "lightness_u8",
     "ab_bins",
     "encode_hard",
     "encode_soft",

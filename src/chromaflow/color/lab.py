@@ -32,9 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from chromaflow.color.constants import L_NORM
+
 __all__ = [
     "rgb_to_lab",
     "lab_to_rgb",
+    "lightness_u8",
     "RgbToLab",
     "LabToRgb",
     "srgb_to_linear",
@@ -228,6 +231,13 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     f = torch.where(xyz > _LAB_EPS, safe.pow(1.0 / 3.0), _LAB_KAPPA * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(-3)
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
+
+
+def lightness_u8(rgb: np.ndarray) -> np.ndarray:
+    """The CIE L of sRGB pixels ``(H, W, 3)`` uint8 as 8-bit gray ``(H, W)`` uint8: ``round(L / L_NORM * 255)``
+    (:func:`rgb_to_lab`), the gray input of the gray -> colour pairs and of a translation model serving them."""
+    lightness = rgb_to_lab(torch.from_numpy(np.array(rgb, np.uint8)).permute(2, 0, 1))[0].numpy()  # (H, W), a copy
+    return np.clip(np.rint(lightness * (255.0 / L_NORM)), 0, 255).astype(np.uint8)  # numpy: torch's round costs ms
 
 
 def lab_to_rgb(lab: Tensor, clip: bool = True) -> Tensor:

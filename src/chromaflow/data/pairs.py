@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from chromaflow.color.lab import lightness_u8
 from chromaflow.data.images import DEFAULT_MAX_PIXELS, process_image
 from chromaflow.data.prepare import ShardWriter, gray_flags, hash_split, read_entry, up_to_date
 from chromaflow.data.sources import SPLIT_DIRS, Entry, list_source
@@ -170,20 +171,9 @@ def turn_to(inp: dict, target: dict) -> str | None:
     return "turned a quarter clockwise to the photo's orientation"
 
 
-def lightness_u8(rgb: np.ndarray) -> np.ndarray:
-    """The CIE L of sRGB pixels ``(H, W, 3)`` uint8 as 8-bit gray ``(H, W)``: ``round(L / L_NORM * 255)``, L in
-    [0, 100] (:func:`chromaflow.color.rgb_to_lab`): the A image of the gray -> colour pairs."""
-    import torch
-
-    from chromaflow.color import rgb_to_lab
-    from chromaflow.color.constants import L_NORM
-
-    lightness = rgb_to_lab(torch.from_numpy(np.array(rgb, np.uint8)).permute(2, 0, 1))[0].numpy()  # (H, W), a copy
-    return np.clip(np.rint(lightness * (255.0 / L_NORM)), 0, 255).astype(np.uint8)  # numpy: torch's round costs ms
-
-
 def lightness_png(photo: bytes) -> bytes:
-    """:func:`lightness_u8` of an encoded sRGB photo, as a PNG."""
+    """The A image of the gray -> colour pairs: :func:`chromaflow.color.lightness_u8` of an encoded sRGB photo,
+    as a PNG."""
     level = lightness_u8(np.asarray(Image.open(io.BytesIO(photo)).convert("RGB")))
     buf = io.BytesIO()
     Image.fromarray(level, "L").save(buf, "PNG", compress_level=1)

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from chromaflow.color.lab import lightness_u8
 from chromaflow.data.pair_dataset import resize_edges, resize_photo, short_side
-from chromaflow.data.pairs import lightness_u8
 from chromaflow.models.registry import IMAGE_SIG, ModelDescription
 
 MAX_SAMPLES = 16  # outputs per input
