@@ -65,21 +65,26 @@ AMP_MODES = ("auto", "bf16", "off")
 class Task:
     """What a training method provides; the engine does everything else.
 
-    Subclasses implement ``build_model``, ``train_dataset`` and ``loss``; the rest is optional.
+    Subclasses implement ``build_model`` and ``loss`` and give the training data (``train_set`` / ``val_set``, or
+    ``train_dataset`` / ``val_dataset``); the rest is optional.
     """
 
     name = "task"
+    train_set: Dataset | None = None  # a task built on datasets it holds sets these; others override the methods
+    val_set: Dataset | None = None
 
     def build_model(self) -> nn.Module:
         """A fresh model (built with ``chromaflow.models.create_model`` so it can be saved)."""
         raise NotImplementedError
 
     def train_dataset(self) -> Dataset:
-        """A map-style dataset of training items (the engine owns order and sharding)."""
-        raise NotImplementedError
+        """A map-style dataset of training items (the engine owns order and sharding): ``train_set`` by default."""
+        if self.train_set is None:
+            raise NotImplementedError(f"task {self.name!r}: set train_set or override train_dataset")
+        return self.train_set
 
     def val_dataset(self) -> Dataset | None:
-        return None
+        return self.val_set
 
     def collate(self, items: list[Any]) -> Any:
         return default_collate(items)

@@ -137,12 +137,6 @@ class BicycleGANTask(Task):
         ge = list(model.generator.parameters()) + (list(model.encoder.parameters()) if model.encoder else [])
         return {"ge": adam(ge), **{f"d_{p}": adam(d.parameters()) for p, d in model.discriminators.items()}}
 
-    def train_dataset(self) -> Dataset:
-        return self.train_set
-
-    def val_dataset(self) -> Dataset | None:
-        return self.val_set
-
     def collate(self, items: list[Any]) -> dict[str, Any]:
         from chromaflow.data.pair_dataset import collate
 

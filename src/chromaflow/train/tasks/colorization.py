@@ -146,12 +146,6 @@ class ColorizationTask(Task):
         rest = [p for p in model.parameters() if id(p) not in ids]
         return [{"params": rest, "lr": lr}, {"params": list(trunk.parameters()), "lr": lr * self.trunk_lr_mult}]
 
-    def train_dataset(self) -> Dataset:
-        return self.train_set
-
-    def val_dataset(self) -> Dataset | None:
-        return self.val_set
-
     def collate(self, items: list[Any]) -> dict[str, Any]:
         return collate(items)
 

@@ -118,12 +118,6 @@ class SplitBrainTask(Task):
             fc_width=self.fc_width, num_classes=len(self.classes) if self.variant == "labels" else None,
         )  # fmt: skip
 
-    def train_dataset(self) -> Dataset:
-        return self.train_set
-
-    def val_dataset(self) -> Dataset | None:
-        return self.val_set
-
     def collate(self, items: list[Any]) -> dict[str, Any]:
         return collate(items)
 
