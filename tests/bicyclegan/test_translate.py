@@ -44,6 +44,15 @@ def rgb_of(m: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.repeat(m[None], 3, 0)))
 
 
+def samples_of(model, a: torch.Tensor, z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The reference: G(A, z) on a training A ``(1, h, w)`` uint8 for each code of ``z (n, nz)``, resized to ``size``
+    (bicubic, antialiased) and rounded to uint8 ``(n, 3, H, W)``."""
+    with torch.no_grad():
+        out = (model(a[None].float().expand(len(z), -1, -1, -1) / 127.5 - 1.0, z) + 1) / 2
+    out = F.interpolate(out, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def test_served_input_is_the_training_pairs_input(model, tmp_path):
     """A square map translated with explicit z == G(A_train, z) resized back, A_train from PairDataset (val)."""
     m = edges(128, 128)
@@ -54,10 +63,7 @@ def test_served_input_is_the_training_pairs_input(model, tmp_path):
     prepare_pairs(str(tmp_path / "src"), tmp_path / "pairs", max_side=128)
     a_train = PairDataset(tmp_path / "pairs", split="val", size=SIZE, train=False)[0]["a"]  # (1, 64, 64) uint8
     z = torch.randn(3, model.nz, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = (model(a_train[None].float().expand(3, -1, -1, -1) / 127.5 - 1.0, z) + 1) / 2
-    ref = F.interpolate(ref, size=(128, 128), mode="bicubic", align_corners=False, antialias=True)
-    ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)
+    ref = samples_of(model, a_train, z, (128, 128))
     out = translate_batch(model, [TranslateInput(rgb_of(m), n=3, z=z)], size=SIZE)[0]
     assert out.source == "given" and out.seed is None and not out.inverted
     assert torch.equal(out.images, ref)
@@ -73,10 +79,7 @@ def test_served_gray_input_is_the_gray_pairs_input(model, tmp_path):
     prepare_pairs(str(tmp_path / "src"), tmp_path / "pairs", pairs="gray", max_side=128)
     a_train = PairDataset(tmp_path / "pairs", split="val", size=SIZE, train=False)[0]["a"]  # (1, 64, 64) uint8
     z = torch.randn(2, model.nz, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = (model(a_train[None].float().expand(2, -1, -1, -1) / 127.5 - 1.0, z) + 1) / 2
-    ref = F.interpolate(ref, size=(128, 128), mode="bicubic", align_corners=False, antialias=True)
-    ref = (ref.clamp(0, 1) * 255).round().to(torch.uint8)
+    ref = samples_of(model, a_train, z, (128, 128))
     rgb = torch.from_numpy(photo).permute(2, 0, 1).contiguous()
     out = translate_batch(model, [TranslateInput(rgb, n=2, z=z, input_kind="gray")], size=SIZE)[0]
     assert torch.equal(out.images, ref)

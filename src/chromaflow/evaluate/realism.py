@@ -24,7 +24,7 @@ CLASSIFIER_ITERS = 500  # L-BFGS iterations
 
 
 def _f64(x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(torch.float64)
+    return torch.as_tensor(x).to(torch.float64)
 
 
 def gaussian_stats(feats: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
